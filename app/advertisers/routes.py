@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
+
+from app.advertisers import service
+from app.advertisers.errors import AdvertiserAlreadyExists, AdvertiserNotFound
+from app.advertisers.schemas import AdvertiserCreate, AdvertiserRead
+from app.kit.db import DbSession
+from app.kit.deps import Secrets, TikTok
+from app.kit.errors import problem_responses
+from app.tiktok.problems import TIKTOK_PROBLEMS
+
+router = APIRouter(prefix="/advertisers", tags=["advertisers"])
+
+AdvertiserIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,32}$", description="TikTok's advertiser id.")]
+
+
+@router.post(
+    "",
+    operation_id="registerAdvertiser",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register an ad account",
+    responses=problem_responses(AdvertiserAlreadyExists, *TIKTOK_PROBLEMS),
+)
+async def register_advertiser(
+    body: AdvertiserCreate, session: DbSession, tiktok: TikTok, box: Secrets
+) -> AdvertiserRead:
+    """Register a TikTok ad account and its access token, once TikTok accepts the token for it."""
+    advertiser = await service.register(
+        session,
+        tiktok,
+        box,
+        tiktok_advertiser_id=body.tiktok_advertiser_id,
+        access_token=body.access_token.get_secret_value(),
+        name=body.name,
+    )
+    return AdvertiserRead.model_validate(advertiser)
+
+
+@router.get(
+    "/{tiktok_advertiser_id}",
+    operation_id="getAdvertiser",
+    summary="Read an ad account",
+    responses=problem_responses(AdvertiserNotFound),
+)
+async def get_advertiser(tiktok_advertiser_id: AdvertiserIdPath, session: DbSession) -> AdvertiserRead:
+    advertiser = await service.get(session, tiktok_advertiser_id=tiktok_advertiser_id)
+    return AdvertiserRead.model_validate(advertiser)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.advertisers import repository
+from app.advertisers.errors import AdvertiserAlreadyExists, AdvertiserNotFound
+from app.advertisers.models import Advertiser
+from app.kit.crypto import SecretBox
+from app.tiktok.client import TikTokClient
+from app.tiktok.problems import tiktok_failures_as_problems
+
+log = structlog.get_logger(__name__)
+
+
+async def register(
+    session: AsyncSession,
+    tiktok: TikTokClient,
+    box: SecretBox,
+    *,
+    tiktok_advertiser_id: str,
+    access_token: str,
+    name: str | None,
+) -> Advertiser:
+    """Register an ad account after TikTok has confirmed that the token may act for it."""
+    if await repository.get_by_tiktok_id(session, tiktok_advertiser_id) is not None:
+        raise AdvertiserAlreadyExists(f"Ad account {tiktok_advertiser_id} is already registered.")
+    async with tiktok_failures_as_problems():
+        # The cheapest read that proves both the token and the advertiser id: one post, first page.
+        await tiktok.list_posts(advertiser_id=tiktok_advertiser_id, access_token=access_token, page_size=1)
+    advertiser = await repository.insert_new(
+        session,
+        tiktok_advertiser_id=tiktok_advertiser_id,
+        name=name,
+        access_token_encrypted=box.encrypt(access_token),
+    )
+    if advertiser is None:  # registered by a concurrent request while TikTok answered
+        raise AdvertiserAlreadyExists(f"Ad account {tiktok_advertiser_id} is already registered.")
+    log.info("advertiser.registered", tiktok_advertiser_id=tiktok_advertiser_id)
+    return advertiser
+
+
+async def get(session: AsyncSession, *, tiktok_advertiser_id: str) -> Advertiser:
+    """The registered ad account, or AdvertiserNotFound."""
+    advertiser = await repository.get_by_tiktok_id(session, tiktok_advertiser_id)
+    if advertiser is None:
+        raise AdvertiserNotFound(f"Ad account {tiktok_advertiser_id} is not registered with this service.")
+    return advertiser

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.authorizations.models import AuthorizationStatus, IdentityType, OriginKind
+from app.tiktok.models import ItemType
+
+
+class AuthorizationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Generous bounds here; whether it is a code at all is the service's call (reason auth_code_invalid).
+    auth_code: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="The creator's video authorization code, as copied from TikTok. For a Duet or Stitch, the code "
+        "of the post that is the Duet/Stitch (the secondary creator's).",
+        examples=["#SBX+video-30d/Aa1="],
+    )
+    original_post_auth_code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="For a Duet or Stitch: the code of the original post (the primary creator's). Two codes given "
+        "the other way round are put in the right order.",
+    )
+
+
+class Creator(BaseModel):
+    identity_type: IdentityType
+    identity_id: str | None
+    tiktok_name: str | None
+
+
+class OriginalPost(BaseModel):
+    kind: OriginKind = Field(description="Whether this post is a Duet or a Stitch of the original.")
+    item_id: str = Field(description="The original post's TikTok id.")
+
+
+class AuthorizationWarning(BaseModel):
+    reason: str = Field(description="Stable machine-readable reason, e.g. `post_will_become_public` (D5).")
+    detail: str
+
+
+class AuthorizationRead(BaseModel):
+    id: uuid.UUID
+    advertiser_id: str = Field(description="TikTok's advertiser (ad account) id.")
+    item_id: str = Field(description="The TikTok post id (`tiktok_item_id` when creating an ad).")
+    item_type: ItemType
+    creator: Creator
+    caption: str | None = Field(description="The caption as authorized; it cannot be edited afterwards (D4).")
+    video_duration_seconds: float | None = Field(description="Null for carousels.")
+    post_status: str = Field(description="TikTok's post status, prefixes folded (e.g. `HESITATE_RECOMMEND`).")
+    original_post: OriginalPost | None = Field(description="Set when the post is a Duet or Stitch.")
+    auth_start_at: datetime | None = Field(description="Window start, as TikTok reported it.")
+    auth_end_at: datetime | None = Field(description="Window end, as TikTok reported it.")
+    tiktok_auth_status: str | None = Field(description="TikTok's `ad_auth_status` when the code was applied.")
+    status: AuthorizationStatus = Field(description="`expired` as soon as the window has ended (D3).")
+    code_hint: str | None = Field(description="The code's last characters, to recognise it; never the code.")
+    warnings: list[AuthorizationWarning]
+    created_at: datetime
+    updated_at: datetime

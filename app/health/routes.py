@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from app.kit.errors import ProblemError, problem_responses
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class DatabaseUnavailable(ProblemError):
+    status = 503
+    reason = "database_unavailable"
+    title = "The database cannot be reached"
+    retryable = True
+
+
+@router.get("/healthz", operation_id="getHealth", summary="The process is up")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    operation_id="getReadiness",
+    summary="The service can serve: its database answers",
+    responses=problem_responses(DatabaseUnavailable),
+)
+async def readyz(request: Request) -> Health:
+    try:
+        async with request.app.state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to reach the database means "not ready", never a 500
+        raise DatabaseUnavailable() from exc
+    return Health(status="ok")

@@ -1,0 +1,70 @@
+"""Secrets at rest: creators' codes and advertisers' access tokens.
+
+Encryption is Fernet (AES-128-CBC + HMAC-SHA256, authenticated) through `MultiFernet`: the first key in
+ENCRYPTION_KEYS encrypts, every key decrypts, so keys rotate by prepending a new one.
+
+A code is found again by a keyed fingerprint (HMAC-SHA256 under a key derived from each encryption key), never
+by its clear text. Fingerprints are computed under every configured key, so a lookup still finds rows written
+before a rotation.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_FINGERPRINT_CONTEXT = b"spark-authorizations/fingerprint/v1"
+
+
+class DecryptionFailed(Exception):
+    """A stored secret could not be decrypted with any configured key (a key was removed too early)."""
+
+
+class SecretBox:
+    def __init__(self, keys: Sequence[str]) -> None:
+        if not keys:
+            raise ValueError("at least one encryption key is required")
+        self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
+        self._fingerprint_keys = [_derive_fingerprint_key(key) for key in keys]
+
+    def encrypt(self, clear: str) -> bytes:
+        return self._fernet.encrypt(clear.encode())
+
+    def decrypt(self, token: bytes) -> str:
+        try:
+            return self._fernet.decrypt(token).decode()
+        except InvalidToken as exc:
+            raise DecryptionFailed("no configured key decrypts this value") from exc
+
+    def fingerprint(self, clear: str) -> bytes:
+        """The fingerprint under the current (first) key: what new rows store."""
+        return _hmac(self._fingerprint_keys[0], clear)
+
+    def fingerprints(self, clear: str) -> list[bytes]:
+        """The fingerprints under every configured key: what a lookup matches against."""
+        return [_hmac(key, clear) for key in self._fingerprint_keys]
+
+
+def hash_api_key(key: str) -> bytes:
+    """API keys are long random strings, so an unkeyed SHA-256 is enough to store them safely."""
+    return hashlib.sha256(key.encode()).digest()
+
+
+def secret_hint(secret: str) -> str:
+    """A short hint a person can match against what they pasted, never enough to use."""
+    return "…" + secret[-4:] if len(secret) >= 12 else "…"
+
+
+def _derive_fingerprint_key(key: str) -> bytes:
+    raw = base64.urlsafe_b64decode(key.encode())
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_FINGERPRINT_CONTEXT).derive(raw)
+
+
+def _hmac(key: bytes, clear: str) -> bytes:
+    return hmac.new(key, clear.encode(), hashlib.sha256).digest()

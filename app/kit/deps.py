@@ -1,0 +1,31 @@
+"""Process-wide resources opened by the lifespan, handed to routes as dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.kit.crypto import SecretBox
+from app.kit.settings import Settings
+from app.tiktok.client import TikTokClient
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _secret_box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+def _tiktok(request: Request) -> TikTokClient:
+    client: TikTokClient = request.app.state.tiktok
+    return client
+
+
+AppSettings = Annotated[Settings, Depends(_settings)]
+Secrets = Annotated[SecretBox, Depends(_secret_box)]
+TikTok = Annotated[TikTokClient, Depends(_tiktok)]

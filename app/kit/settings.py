@@ -1,0 +1,122 @@
+"""Typed settings, read from the environment once.
+
+Four settings are enough to start the service (DATABASE_URL, TIKTOK_API_BASE_URL, BOOTSTRAP_API_KEY,
+ENCRYPTION_KEYS); everything else has a safe default. Outside development a missing or placeholder secret is
+refused at start-up rather than discovered at the first request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Values people leave in example files. A secret that contains one of these is not a secret.
+_PLACEHOLDER_MARKERS = ("changeme", "change-me", "change_me", "placeholder", "example", "dummy", "secret", "xxxx")
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class LogFormat(StrEnum):
+    json = "json"
+    console = "console"
+
+
+def _looks_like_placeholder(value: str) -> bool:
+    lowered = value.lower()
+    return any(marker in lowered for marker in _PLACEHOLDER_MARKERS)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    environment: Environment = Environment.production
+    database_url: str = Field(description="postgresql+asyncpg://user:password@host:port/database")
+    tiktok_api_base_url: str = Field(
+        description="The part of TikTok's URL before `v1.3/`, e.g. https://business-api.tiktok.com/open_api/"
+    )
+    bootstrap_api_key: SecretStr | None = None
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        description="Comma-separated url-safe base64 32-byte keys; the first encrypts, all decrypt."
+    )
+
+    # Policy (D9): TikTok's own page says there is no duration limit, the guide says 10 minutes.
+    max_video_duration_seconds: float = Field(default=600.0, gt=0)
+
+    # How hard to try TikTok before answering 502/503/504 (transient faults only; permanent ones never retry).
+    tiktok_deadline_seconds: float = Field(default=15.0, gt=0)
+    tiktok_request_timeout_seconds: float = Field(default=5.0, gt=0)
+    tiktok_max_attempts: int = Field(default=4, ge=1, le=10)
+
+    database_pool_size: int = Field(default=10, ge=1)
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.json
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _keys_are_fernet_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        if not keys:
+            raise ValueError("at least one key is required")
+        for position, key in enumerate(keys, start=1):
+            try:
+                raw = base64.urlsafe_b64decode(key.get_secret_value().encode())
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError(f"key {position} is not url-safe base64") from exc
+            if len(raw) != 32:
+                raise ValueError(f"key {position} must decode to 32 bytes, not {len(raw)}")
+        return keys
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value.startswith(("postgres://", "postgresql://")):
+            # Accept the common libpq form and use the async driver the service needs.
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must be a postgresql+asyncpg:// URL")
+        return value
+
+    @field_validator("tiktok_api_base_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets_outside_development(self) -> Self:
+        if self.environment is Environment.development:
+            return self
+        if self.bootstrap_api_key is not None:
+            key = self.bootstrap_api_key.get_secret_value()
+            if len(key) < 32 or _looks_like_placeholder(key):
+                raise ValueError("BOOTSTRAP_API_KEY looks like a placeholder: use at least 32 random characters")
+        for key in self.encryption_keys:
+            raw = base64.urlsafe_b64decode(key.get_secret_value().encode())
+            if len(set(raw)) < 8:
+                raise ValueError("ENCRYPTION_KEYS holds a key that is not random")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is Environment.development
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()  # type: ignore[call-arg]  # required fields come from the environment

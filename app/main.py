@@ -1,0 +1,89 @@
+"""The ASGI app: `app.main:app`. The lifespan opens every process-wide resource and closes it again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import structlog
+from fastapi import APIRouter, Depends, FastAPI
+
+from app.advertisers.routes import router as advertisers_router
+from app.api_keys import service as api_keys
+from app.api_keys.dependencies import require_api_key
+from app.authorizations.routes import router as authorizations_router
+from app.health.routes import router as health_router
+from app.kit.crypto import SecretBox
+from app.kit.db import create_engine, create_sessionmaker
+from app.kit.errors import NotAuthenticated, install_problem_handlers, problem_responses
+from app.kit.logging import configure_logging
+from app.kit.settings import LogFormat, Settings, get_settings
+from app.tiktok.client import TikTokClient
+
+log = structlog.get_logger(__name__)
+
+API_TITLE = "Spark Ads authorizations"
+API_VERSION = "1.0.0"
+
+
+def create_app(settings: Settings | None = None, *, tiktok_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """Build the app. Settings are read when it starts, not when it is built, so the schema needs none.
+
+    `tiktok_transport` replaces the network under the TikTok client (tests use the sandbox in-process).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        config = settings or get_settings()
+        configure_logging(level=config.log_level, json=config.log_format is LogFormat.json)
+        engine = create_engine(config.database_url, pool_size=config.database_pool_size)
+        http = httpx.AsyncClient(
+            transport=tiktok_transport,
+            timeout=config.tiktok_request_timeout_seconds,
+            headers={"User-Agent": f"spark-authorizations/{API_VERSION}"},
+        )
+        try:
+            app.state.settings = config
+            app.state.engine = engine
+            app.state.sessionmaker = create_sessionmaker(engine)
+            app.state.secret_box = SecretBox([key.get_secret_value() for key in config.encryption_keys])
+            app.state.tiktok = TikTokClient(
+                http,
+                base_url=config.tiktok_api_base_url,
+                deadline_seconds=config.tiktok_deadline_seconds,
+                request_timeout_seconds=config.tiktok_request_timeout_seconds,
+                max_attempts=config.tiktok_max_attempts,
+            )
+            if config.bootstrap_api_key is not None:
+                async with app.state.sessionmaker.begin() as session:
+                    await api_keys.ensure_bootstrap_key(session, key=config.bootstrap_api_key.get_secret_value())
+            log.info("service.started", environment=config.environment.value)
+            yield
+        finally:
+            await http.aclose()
+            await engine.dispose()
+            log.info("service.stopped")
+
+    app = FastAPI(
+        title=API_TITLE,
+        version=API_VERSION,
+        description=(
+            "Takes TikTok creators' video authorization codes, validates and applies them through TikTok's Business "
+            "API, and tracks every authorization window. Every error is an RFC 9457 `application/problem+json` "
+            "body with a stable `reason`."
+        ),
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(health_router)
+    v1 = APIRouter(
+        prefix="/v1", dependencies=[Depends(require_api_key)], responses=problem_responses(NotAuthenticated)
+    )
+    v1.include_router(advertisers_router)
+    v1.include_router(authorizations_router)
+    app.include_router(v1)
+    return app
+
+
+app = create_app()

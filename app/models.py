@@ -1,0 +1,8 @@
+"""Every table, imported in one place so that Alembic sees the whole schema."""
+
+from app.advertisers.models import Advertiser
+from app.api_keys.models import ApiKey
+from app.authorizations.models import Authorization
+from app.kit.db import Base
+
+__all__ = ["Advertiser", "ApiKey", "Authorization", "Base"]

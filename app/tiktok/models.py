@@ -1,0 +1,76 @@
+"""What the TikTok adapter returns: TikTok's post data, parsed and typed, nothing decided yet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class ItemType(StrEnum):
+    video = "VIDEO"
+    carousel = "CAROUSEL"
+
+
+class PostStatus(StrEnum):
+    """A post's status, TikTok's prefixed spellings folded into one (tiktok-business-api.md section 4)."""
+
+    public = "HESITATE_RECOMMEND"
+    friends_only = "ONLY_FRIEND_SEE"
+    private = "ONLY_AUTHOR_SEE"
+    review_pending = "REVIEW_PENDING"
+    deleted = "USER_DELETE"  # deleted by the creator
+    banned = "AUDIT_DELETE"  # removed by moderation
+    removed = "ONLY_USER_PASS"  # removed after publishing
+    unknown = "UNKNOWN"  # a value TikTok sends that this service does not know yet
+
+    @classmethod
+    def parse(cls, raw: str | None) -> PostStatus:
+        if not raw:
+            return cls.unknown
+        value = raw.upper()
+        for prefix in ("ITEM_STATUS_", "STATUS_"):
+            if value.startswith(prefix):
+                value = value[len(prefix) :]
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.unknown
+
+
+@dataclass(frozen=True, slots=True)
+class PostInfo:
+    """One post as TikTok describes it for a code (`tt_video/info`) or an ad account (`tt_video/list`)."""
+
+    item_id: str
+    item_type: ItemType
+    caption: str | None
+    status: PostStatus
+    raw_status: str | None
+    identity_id: str | None
+    identity_type: str | None
+    tiktok_name: str | None
+    duration_seconds: float | None  # None for carousels
+    ad_auth_status: str | None  # AUTHORIZED seen officially; the full set is unconfirmed
+    auth_start_at: datetime | None  # UTC, timezone-aware
+    auth_end_at: datetime | None  # UTC, timezone-aware
+    duet_original_item_id: str | None = None
+    stitch_original_item_id: str | None = None
+    is_multi_duet_stitch: bool = False
+    mentioned_item_ids: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def original_item_id(self) -> str | None:
+        """The post this one is a Duet or Stitch of, if it is one."""
+        return self.duet_original_item_id or self.stitch_original_item_id
+
+
+@dataclass(frozen=True, slots=True)
+class PostPage:
+    """One page of `tt_video/list`."""
+
+    posts: list[PostInfo]
+    page: int
+    page_size: int
+    total_number: int
+    total_page: int

@@ -1,0 +1,46 @@
+"""Run the sandbox on its own: `python -m app.tiktok.sandbox [--host 127.0.0.1] [--port 8001]`.
+
+Point the service at it with TIKTOK_API_BASE_URL=http://127.0.0.1:8001/open_api/.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from app.tiktok.sandbox.app import create_sandbox_app
+from app.tiktok.sandbox.seed import DEMO_CODES
+
+# The few codes worth showing at start-up; the README lists them all.
+_SHOWN = (
+    "#SBX+video/30d=",
+    "#SBX+carousel/30d=",
+    "#SBX+expired/error=",
+    "#SBX+post/banned=",
+    "#SBX+duet/secondary=",
+    "#SBX+duet/original=",
+    "#SBX+fault/rate-limited=",
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m app.tiktok.sandbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long the slow fault code waits")
+    args = parser.parse_args(argv)
+
+    print(f"TikTok sandbox on http://{args.host}:{args.port}/open_api/ (any Access-Token works)")
+    print("Some demo codes (all of them are in the README):")
+    for demo in DEMO_CODES:
+        if demo.code in _SHOWN:
+            print(f"  {demo.code:<28} {demo.description}")
+    # access_log off: uvicorn's access log prints the query string, which holds the creator's code.
+    uvicorn.run(
+        create_sandbox_app(slow_seconds=args.slow_seconds), host=args.host, port=args.port, access_log=False
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""The sandbox's demo codes: one per situation the service must handle, with stable post ids.
+
+Codes follow the shape of real ones (a leading `#`, then base64-like text with `+`, `/` and `=`) so that every
+demo exercises URL encoding; the part after `#SBX+` says what the code is for. Item ids are hard-coded so
+that they are the same on every run and in every test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Behaviour(StrEnum):
+    """What the sandbox does with a code, beyond describing its post."""
+
+    valid = "valid"  # a post whose code is within its window
+    expired_error = "expired_error"  # info answers 40002 auth_code_expired
+    expired_status = "expired_status"  # info answers data with ad_auth_status EXPIRED, window in the past
+    code_deleted = "code_deleted"  # info answers 40007 auth_code_not_found
+    format_error = "format_error"  # info answers 40002 auth_code_format_error
+    rate_limited = "rate_limited"  # always 40100
+    flaky = "flaky"  # 50000 for the first 2 calls per endpoint and sandbox instance, then valid
+    system_error = "system_error"  # always 50000
+    slow = "slow"  # sleeps `slow_seconds`, then valid
+    malformed = "malformed"  # HTTP 200 with a body that is not JSON
+    http_503 = "http_503"  # HTTP 503 with an HTML body
+
+
+@dataclass(frozen=True, slots=True)
+class Creator:
+    identity_id: str
+    tiktok_name: str
+    identity_type: str = "AUTH_CODE"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPost:
+    """A post as TikTok would describe it; statuses are TikTok's raw spellings."""
+
+    item_id: str
+    text: str
+    creator: Creator
+    item_type: str = "VIDEO"
+    status: str = "HESITATE_RECOMMEND"
+    duration: float | None = 21.5  # None for carousels
+    duet_original_item_id: str | None = None
+    stitch_original_item_id: str | None = None
+    is_multi_duet_stitch: bool = False
+    mentioned_item_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCode:
+    code: str
+    description: str
+    post: DemoPost | None = None  # None: the code answers an error before any post is known
+    behaviour: Behaviour = Behaviour.valid
+    window_days: int = 30  # the creator's chosen window; starts a day before the sandbox's clock
+    iso_times: bool = (
+        False  # answer times as ISO "...T...Z" (one official example does) instead of "Y-m-d H:M:S"
+    )
+
+
+# Item ids of posts other posts point at.
+DUET_ORIGINAL_ITEM_ID = "7380112233445566701"
+STITCH_ORIGINAL_ITEM_ID = "7380112233445566702"
+UNRELATED_ORIGINAL_ITEM_ID = "7380112233445566703"
+DUET_ITEM_ID = "7380112233445566711"
+VIDEO_30D_ITEM_ID = "7380112233445566002"
+VIDEO_60D_ITEM_ID = "7380112233445566004"
+
+_ANA = Creator("7301000000000000001", "sbx.ana.creates")
+_BRUNO = Creator("7301000000000000002", "sbx.bruno.films")
+_CHIDI = Creator("7301000000000000003", "sbx.chidi.duets")
+_DANA = Creator("7301000000000000004", "sbx.dana.stitches")
+
+
+DEMO_CODES: tuple[DemoCode, ...] = (
+    # Valid public videos, one per window the creator can choose (D3).
+    DemoCode(
+        "#SBX+video/7d=",
+        "valid public video, 7-day window",
+        DemoPost("7380112233445566001", "Morning routine in 30 seconds #fyp", _ANA, duration=30.2),
+        window_days=7,
+    ),
+    DemoCode(
+        "#SBX+video/30d=",
+        "valid public video, 30-day window",
+        DemoPost(VIDEO_30D_ITEM_ID, "Unboxing the new trail shoes", _ANA, duration=45.0),
+        window_days=30,
+    ),
+    DemoCode(
+        "#SBX+video/30d-b=",
+        "a second valid public video, 30-day window, another creator",
+        DemoPost("7380112233445566003", "Three pasta sauces, one pan", _BRUNO, duration=58.7),
+        window_days=30,
+    ),
+    DemoCode(
+        "#SBX+video/60d=",
+        "valid public video, 60-day window",
+        DemoPost(VIDEO_60D_ITEM_ID, "Before and after: balcony garden", _BRUNO, duration=27.9),
+        window_days=60,
+    ),
+    DemoCode(
+        "#SBX+video/365d=",
+        'valid public video, 365-day window; times in ISO form ("2025-05-20T11:40:50Z")',
+        DemoPost("7380112233445566005", "A year of sunrises, one per day", _ANA, duration=120.0),
+        window_days=365,
+        iso_times=True,
+    ),
+    DemoCode(
+        "#SBX+carousel/30d=",
+        "valid photo carousel (item_type CAROUSEL, video_info null), 30-day window",
+        DemoPost(
+            "7380112233445566006", "Five cafés worth the detour", _BRUNO, item_type="CAROUSEL", duration=None
+        ),
+    ),
+    # Visibility (D5).
+    DemoCode(
+        "#SBX+visibility/private=",
+        "valid video that only its author can see (ONLY_AUTHOR_SEE)",
+        DemoPost(
+            "7380112233445566007", "Draft: product teaser", _ANA, status="ONLY_AUTHOR_SEE", duration=15.0
+        ),
+    ),
+    DemoCode(
+        "#SBX+visibility/friends-only=",
+        "valid video visible to friends only (prefixed spelling STATUS_ONLY_FRIEND_SEE)",
+        DemoPost(
+            "7380112233445566008",
+            "Family dinner recipe",
+            _BRUNO,
+            status="STATUS_ONLY_FRIEND_SEE",
+            duration=33.3,
+        ),
+    ),
+    # Expired windows (D3), two ways TikTok may report it.
+    DemoCode(
+        "#SBX+expired/error=",
+        "expired code: info and authorize answer 40002 auth_code_expired",
+        behaviour=Behaviour.expired_error,
+    ),
+    DemoCode(
+        "#SBX+expired/status=",
+        "expired code: info answers the post with ad_auth_status EXPIRED and an end in the past; "
+        "authorize answers 40002 auth_code_expired",
+        DemoPost("7380112233445566009", "Summer sale lookbook", _ANA, duration=40.0),
+        behaviour=Behaviour.expired_status,
+    ),
+    # Codes TikTok does not accept.
+    DemoCode(
+        "#SBX+code/deleted=",
+        "code deleted by its creator: 40007 auth_code_not_found (any code not listed here answers the same)",
+        behaviour=Behaviour.code_deleted,
+    ),
+    DemoCode(
+        "#SBX+code/format-error=",
+        "code TikTok finds malformed: 40002 auth_code_format_error",
+        behaviour=Behaviour.format_error,
+    ),
+    # Posts that can no longer run (D8).
+    DemoCode(
+        "#SBX+post/deleted=",
+        "post deleted by its creator (USER_DELETE): info answers it, authorize answers 40002 video_deleted",
+        DemoPost(
+            "7380112233445566010", "Old promo, since deleted", _BRUNO, status="USER_DELETE", duration=12.0
+        ),
+    ),
+    DemoCode(
+        "#SBX+post/banned=",
+        "post removed by moderation (AUDIT_DELETE): info answers it, authorize answers 40002 "
+        "illegal_item_status_error",
+        DemoPost("7380112233445566011", "Giveaway (removed)", _ANA, status="AUDIT_DELETE", duration=18.0),
+    ),
+    DemoCode(
+        "#SBX+post/removed=",
+        "post removed after publishing (ITEM_STATUS_ONLY_USER_PASS): info answers it, authorize answers "
+        "40002 video_unavailable",
+        DemoPost(
+            "7380112233445566012",
+            "Behind the scenes",
+            _BRUNO,
+            status="ITEM_STATUS_ONLY_USER_PASS",
+            duration=25.0,
+        ),
+    ),
+    # Duration policy (D9): TikTok itself accepts both.
+    DemoCode(
+        "#SBX+duration/900s=",
+        "valid video of 900.0 s: over the service's default 600 s limit; TikTok accepts it",
+        DemoPost("7380112233445566013", "Full workshop recording", _ANA, duration=900.0),
+    ),
+    DemoCode(
+        "#SBX+duration/600s=",
+        "valid video of exactly 600.0 s: at the limit, which is inclusive",
+        DemoPost("7380112233445566014", "Ten-minute city walk", _BRUNO, duration=600.0),
+    ),
+    # Duets and Stitches (D12).
+    DemoCode(
+        "#SBX+duet/secondary=",
+        "Duet (secondary creator's code); authorize needs original_post_auth_code #SBX+duet/original=",
+        DemoPost(
+            DUET_ITEM_ID, "Dueting the dance challenge", _CHIDI, duet_original_item_id=DUET_ORIGINAL_ITEM_ID
+        ),
+    ),
+    DemoCode(
+        "#SBX+duet/original=",
+        "the original video of the Duet (primary creator's code); valid on its own too",
+        DemoPost(DUET_ORIGINAL_ITEM_ID, "The dance challenge", _ANA, duration=19.0),
+    ),
+    DemoCode(
+        "#SBX+stitch/secondary=",
+        "Stitch (secondary creator's code); authorize needs original_post_auth_code #SBX+stitch/original=",
+        DemoPost(
+            "7380112233445566712",
+            "Stitching the cooking myth",
+            _DANA,
+            stitch_original_item_id=STITCH_ORIGINAL_ITEM_ID,
+        ),
+    ),
+    DemoCode(
+        "#SBX+stitch/original=",
+        "the original video of the Stitch (primary creator's code); valid on its own too",
+        DemoPost(STITCH_ORIGINAL_ITEM_ID, "Cooking myth #4", _BRUNO, duration=35.0),
+    ),
+    DemoCode(
+        "#SBX+original/unrelated=",
+        "a valid video that is the original of nothing: as original_post_auth_code it does not match",
+        DemoPost(UNRELATED_ORIGINAL_ITEM_ID, "Unrelated clip", _BRUNO, duration=22.0),
+    ),
+    DemoCode(
+        "#SBX+duet/multi-level=",
+        "Duet of a Duet (is_multi_duet_stitch): authorize answers 40002 multi_duet_stitch_refused",
+        DemoPost(
+            "7380112233445566713",
+            "Duet of the duet",
+            _DANA,
+            duet_original_item_id=DUET_ITEM_ID,
+            is_multi_duet_stitch=True,
+        ),
+    ),
+    DemoCode(
+        "#SBX+duet/carousel=",
+        "carousel that is a Duet: authorize answers 40002 carousel_duet_not_supported",
+        DemoPost(
+            "7380112233445566714",
+            "Photo duet",
+            _CHIDI,
+            item_type="CAROUSEL",
+            duration=None,
+            duet_original_item_id=DUET_ORIGINAL_ITEM_ID,
+        ),
+    ),
+    DemoCode(
+        "#SBX+mentions/one=",
+        "valid video that mentions one other video (allowed)",
+        DemoPost(
+            "7380112233445566715",
+            "Reply to @sbx.ana.creates",
+            _CHIDI,
+            mentioned_item_ids=(VIDEO_30D_ITEM_ID,),
+        ),
+    ),
+    DemoCode(
+        "#SBX+mentions/two=",
+        "video that mentions two other videos: authorize answers 40002 mention_multiple_videos",
+        DemoPost(
+            "7380112233445566716",
+            "Reacting to two videos",
+            _DANA,
+            mentioned_item_ids=(VIDEO_30D_ITEM_ID, VIDEO_60D_ITEM_ID),
+        ),
+    ),
+    # Faults, on info and authorize alike.
+    DemoCode(
+        "#SBX+fault/rate-limited=",
+        "always answers 40100 (app QPS limit)",
+        behaviour=Behaviour.rate_limited,
+    ),
+    DemoCode(
+        "#SBX+fault/flaky=",
+        "answers 50000 to the first 2 calls (per endpoint, per sandbox instance), then a valid video",
+        DemoPost("7380112233445566901", "Flaky but fine", _ANA, duration=14.0),
+        behaviour=Behaviour.flaky,
+    ),
+    DemoCode(
+        "#SBX+fault/system-error=",
+        "always answers 50000 (TikTok system error)",
+        behaviour=Behaviour.system_error,
+    ),
+    DemoCode(
+        "#SBX+fault/slow=",
+        "waits slow_seconds (30 s by default) before answering a valid video",
+        DemoPost("7380112233445566902", "Slow but fine", _BRUNO, duration=16.0),
+        behaviour=Behaviour.slow,
+    ),
+    DemoCode(
+        "#SBX+fault/malformed=",
+        "HTTP 200 with a body that is not JSON",
+        behaviour=Behaviour.malformed,
+    ),
+    DemoCode(
+        "#SBX+fault/http-503=",
+        "HTTP 503 with an HTML body",
+        behaviour=Behaviour.http_503,
+    ),
+)
+
+CODES_BY_TEXT: dict[str, DemoCode] = {demo.code: demo for demo in DEMO_CODES}
+
+
+def demo_code(code: str) -> DemoCode:
+    """The seeded code with that text; KeyError for anything else (tests name codes that must exist)."""
+    return CODES_BY_TEXT[code]

@@ -1,0 +1,61 @@
+"""Small helpers the API tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.conftest import ADVERTISER_ID
+
+
+async def count_rows(db: AsyncEngine, table: str) -> int:
+    async with db.connect() as connection:
+        return int((await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())  # noqa: S608
+
+
+async def dump_database(db: AsyncEngine) -> str:
+    """Every row of every table as text: what someone with a copy of the database would see."""
+    async with db.connect() as connection:
+        parts = []
+        for table in ("advertisers", "authorizations", "api_keys"):
+            rows = await connection.execute(text(f"SELECT t::text FROM {table} t"))  # noqa: S608
+            parts.extend(rows.scalars().all())
+    return "\n".join(parts)
+
+
+def assert_problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["reason"] == reason
+    assert body["status"] == status
+    assert body["type"].endswith(reason)
+    assert body["title"]
+    return body
+
+
+async def apply(
+    client: httpx.AsyncClient, code: str, original: str | None = None, advertiser_id: str = ADVERTISER_ID
+) -> httpx.Response:
+    body: dict[str, Any] = {"auth_code": code}
+    if original is not None:
+        body["original_post_auth_code"] = original
+    return await client.post(f"/v1/advertisers/{advertiser_id}/authorizations", json=body)
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Passes requests to another transport and counts them by path: how many calls reached TikTok."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return await self.inner.handle_async_request(request)
+
+    def count(self, endpoint: str) -> int:
+        return sum(1 for path in self.paths if path.endswith(f"/tt_video/{endpoint}/"))

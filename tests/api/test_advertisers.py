@@ -1,0 +1,104 @@
+"""Registering ad accounts: TikTok must accept the token first; the token is stored encrypted, never returned."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.api.helpers import assert_problem, count_rows, dump_database
+from tests.conftest import ADVERTISER_ID, ADVERTISER_TOKEN
+
+
+class TestRegisterAdvertiser:
+    async def test_registered_and_readable_without_its_token(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
+    ) -> None:
+        assert advertiser["tiktok_advertiser_id"] == ADVERTISER_ID
+        assert advertiser["name"] == "Test brand"
+        assert "access_token" not in advertiser
+        response = await client.get(f"/v1/advertisers/{ADVERTISER_ID}")
+        assert response.status_code == 200
+        assert response.json() == advertiser
+        assert ADVERTISER_TOKEN not in response.text
+        assert ADVERTISER_TOKEN not in await dump_database(db)
+
+    async def test_registering_twice_is_a_conflict(self, client: httpx.AsyncClient, advertiser: dict[str, Any]) -> None:
+        response = await client.post(
+            "/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "another-token"}
+        )
+        assert_problem(response, 409, "advertiser_already_exists")
+
+    async def test_concurrent_registrations_make_one_ad_account(
+        self, client: httpx.AsyncClient, db: AsyncEngine
+    ) -> None:
+        body = {"tiktok_advertiser_id": ADVERTISER_ID, "access_token": ADVERTISER_TOKEN}
+        responses = await asyncio.gather(*(client.post("/v1/advertisers", json=body) for _ in range(5)))
+        assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409]
+        assert await count_rows(db, "advertisers") == 1
+
+    @pytest.mark.parametrize(
+        ("token", "reason"), [("expired-token", "access_token_invalid"), ("invalid-token", "access_token_invalid")]
+    )
+    async def test_token_tiktok_rejects_is_refused_and_nothing_stored(
+        self, client: httpx.AsyncClient, db: AsyncEngine, token: str, reason: str
+    ) -> None:
+        response = await client.post("/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": token})
+        body = assert_problem(response, 422, reason)
+        assert body["tiktok"]["code"] in (40102, 40105)
+        assert body["tiktok"]["request_id"]
+        assert await count_rows(db, "advertisers") == 0
+
+    async def test_advertiser_tiktok_does_not_know_is_refused(self, client: httpx.AsyncClient, db: AsyncEngine) -> None:
+        response = await client.post(
+            "/v1/advertisers", json={"tiktok_advertiser_id": "4030000000000000000", "access_token": ADVERTISER_TOKEN}
+        )
+        assert_problem(response, 422, "advertiser_permission_denied")
+        assert await count_rows(db, "advertisers") == 0
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"tiktok_advertiser_id": "ad-123", "access_token": "t"},
+            {"tiktok_advertiser_id": "", "access_token": "t"},
+            {"tiktok_advertiser_id": ADVERTISER_ID, "access_token": ""},
+            {"tiktok_advertiser_id": 7000000000000000001, "access_token": "t"},
+            {"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "t", "extra": 1},
+            {"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "t", "name": "n" * 201},
+            [],
+            "text",
+        ],
+    )
+    async def test_malformed_bodies_are_422_and_never_echo_the_token(
+        self, client: httpx.AsyncClient, body: Any
+    ) -> None:
+        response = await client.post("/v1/advertisers", json=body)
+        problem = assert_problem(response, 422, "request_invalid")
+        assert problem["errors"]
+        assert all(set(error) == {"loc", "msg", "type"} for error in problem["errors"])
+
+    async def test_body_that_is_not_json_is_422(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            "/v1/advertisers", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert_problem(response, 422, "request_invalid")
+
+
+class TestGetAdvertiser:
+    async def test_unknown_ad_account_is_404(self, client: httpx.AsyncClient) -> None:
+        assert_problem(await client.get("/v1/advertisers/123"), 404, "advertiser_not_found")
+
+    async def test_id_that_is_not_digits_is_422(self, client: httpx.AsyncClient) -> None:
+        assert_problem(await client.get("/v1/advertisers/abc"), 422, "request_invalid")
+
+
+class TestUnknownRoutes:
+    async def test_unknown_path_is_a_problem(self, client: httpx.AsyncClient) -> None:
+        assert_problem(await client.get("/v1/nothing-here"), 404, "not_found")
+
+    async def test_wrong_method_is_a_problem(self, client: httpx.AsyncClient) -> None:
+        assert_problem(await client.delete("/v1/advertisers"), 405, "method_not_allowed")

@@ -1,0 +1,463 @@
+"""Intake of one creator's code, as a caller sees it: over HTTP, on the real database, against the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import time_machine
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.kit.crypto import SecretBox
+from app.main import create_app
+from app.tiktok.sandbox.app import create_sandbox_app
+from tests.api.helpers import CountingTransport, apply, assert_problem, count_rows, dump_database
+from tests.conftest import ADVERTISER_ID, API_KEY
+
+VIDEO_30D = "#SBX+video/30d="
+VIDEO_7D = "#SBX+video/7d="
+DUET = "#SBX+duet/secondary="
+DUET_ORIGINAL = "#SBX+duet/original="
+STITCH = "#SBX+stitch/secondary="
+STITCH_ORIGINAL = "#SBX+stitch/original="
+UNRELATED_ORIGINAL = "#SBX+original/unrelated="
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+@pytest.fixture
+async def counted(settings: Any, db: AsyncEngine, fast_retries: None) -> Any:
+    """An app whose calls to the sandbox are counted, with a client and a registered ad account."""
+    transport = CountingTransport(httpx.ASGITransport(app=create_sandbox_app(slow_seconds=30.0)))
+    application = create_app(settings, tiktok_transport=transport)
+    async with application.router.lifespan_context(application):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application),
+            base_url="http://service.test",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as client:
+            response = await client.post(
+                "/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "sandbox-token"}
+            )
+            assert response.status_code == 201
+            transport.paths.clear()
+            yield client, transport
+
+
+class TestApplyCode:
+    async def test_valid_code_is_applied_and_stored_with_tiktoks_window(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        response = await apply(client, VIDEO_30D)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["advertiser_id"] == ADVERTISER_ID
+        assert body["item_id"].isdigit()
+        assert body["item_type"] == "VIDEO"
+        assert body["creator"]["identity_type"] == "AUTH_CODE"
+        assert body["creator"]["identity_id"] and body["creator"]["tiktok_name"]
+        assert body["caption"]
+        assert body["video_duration_seconds"] > 0
+        assert body["post_status"] == "HESITATE_RECOMMEND"
+        assert body["original_post"] is None
+        assert body["status"] == "active"
+        assert body["tiktok_auth_status"] == "AUTHORIZED"
+        assert body["code_hint"] == "…30d="
+        assert body["warnings"] == []
+        # D3: the window is TikTok's, as reported.
+        assert _parse(body["auth_end_at"]) - _parse(body["auth_start_at"]) == timedelta(days=30)
+
+        read = await client.get(f"/v1/authorizations/{body['id']}")
+        assert read.status_code == 200
+        assert read.json() == body
+
+    @pytest.mark.parametrize("days", [7, 30, 60, 365])
+    async def test_every_window_length_is_stored_as_reported(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], days: int
+    ) -> None:
+        body = (await apply(client, f"#SBX+video/{days}d=")).json()
+        assert _parse(body["auth_end_at"]) - _parse(body["auth_start_at"]) == timedelta(days=days)
+
+    async def test_applying_the_same_code_twice_is_the_same_authorization(
+        self, counted: Any, db: AsyncEngine
+    ) -> None:
+        """D2: one code, one post, one authorization; the retry does not even reach TikTok."""
+        client, transport = counted
+        first = await apply(client, VIDEO_30D)
+        calls_after_first = len(transport.paths)
+        second = await apply(client, f"  {VIDEO_30D}\n")  # pasted with surrounding whitespace
+        assert (first.status_code, second.status_code) == (201, 200)
+        assert second.json()["id"] == first.json()["id"]
+        assert len(transport.paths) == calls_after_first
+        assert await count_rows(db, "authorizations") == 1
+
+    async def test_concurrent_applies_of_one_code_make_one_authorization_and_one_tiktok_apply(
+        self, counted: Any, db: AsyncEngine
+    ) -> None:
+        """D2 under concurrency: the post lock lets one request apply; the others find its row."""
+        client, transport = counted
+        responses = await asyncio.gather(*(apply(client, VIDEO_30D) for _ in range(4)))
+        assert sorted(r.status_code for r in responses) == [200, 200, 200, 201]
+        assert len({r.json()["id"] for r in responses}) == 1
+        assert transport.count("authorize") == 1
+        assert await count_rows(db, "authorizations") == 1
+
+    async def test_codes_for_different_posts_are_different_authorizations(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        first = await apply(client, VIDEO_30D)
+        second = await apply(client, "#SBX+video/30d-b=")
+        assert (first.status_code, second.status_code) == (201, 201)
+        assert first.json()["item_id"] != second.json()["item_id"]
+
+    async def test_carousel_is_accepted_without_a_duration(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        response = await apply(client, "#SBX+carousel/30d=")
+        assert response.status_code == 201
+        assert response.json()["item_type"] == "CAROUSEL"
+        assert response.json()["video_duration_seconds"] is None
+
+    @pytest.mark.parametrize(
+        ("code", "status"),
+        [("#SBX+visibility/private=", "ONLY_AUTHOR_SEE"), ("#SBX+visibility/friends-only=", "ONLY_FRIEND_SEE")],
+    )
+    async def test_private_post_is_accepted_with_a_warning_that_it_becomes_public(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], code: str, status: str
+    ) -> None:
+        """D5."""
+        response = await apply(client, code)
+        assert response.status_code == 201
+        assert response.json()["post_status"] == status
+        assert [w["reason"] for w in response.json()["warnings"]] == ["post_will_become_public"]
+
+    async def test_video_exactly_at_the_limit_is_accepted(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        """D9: 10 minutes or shorter."""
+        response = await apply(client, "#SBX+duration/600s=")
+        assert response.status_code == 201
+        assert response.json()["video_duration_seconds"] == 600
+
+    async def test_post_mentioning_one_video_is_accepted(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        assert (await apply(client, "#SBX+mentions/one=")).status_code == 201
+
+    async def test_unknown_ad_account_is_404(self, client: httpx.AsyncClient) -> None:
+        assert_problem(await apply(client, VIDEO_30D, advertiser_id="123"), 404, "advertiser_not_found")
+
+
+class TestRefusals:
+    """Every refusal is a 422 problem with a stable reason, and writes nothing."""
+
+    @pytest.mark.parametrize(
+        ("code", "reason"),
+        [
+            ("not a code", "auth_code_invalid"),
+            ("short", "auth_code_invalid"),
+            ("#SBX+vidéo/30d=", "auth_code_invalid"),
+            ("#SBX+" + "A" * 600, "auth_code_invalid"),
+            ("#SBX+code/format-error=", "auth_code_invalid"),  # TikTok says so
+            ("#SBX+never/issued=", "auth_code_not_found"),
+            ("#SBX+code/deleted=", "auth_code_not_found"),
+            ("#SBX+expired/error=", "auth_code_expired"),  # TikTok answers an error
+            ("#SBX+expired/status=", "auth_code_expired"),  # TikTok answers the post with an ended window
+            ("#SBX+post/deleted=", "post_deleted"),
+            ("#SBX+post/banned=", "post_banned"),  # D8
+            ("#SBX+post/removed=", "post_banned"),  # D8
+            ("#SBX+duration/900s=", "video_too_long"),  # D9
+            ("#SBX+duet/multi-level=", "multi_level_duet_stitch"),  # D12
+            ("#SBX+mentions/two=", "mentions_multiple_videos"),  # D12
+            ("#SBX+duet/carousel=", "carousel_duet_not_supported"),
+            (DUET, "original_post_code_required"),  # D12
+            (STITCH, "original_post_code_required"),  # D12
+        ],
+    )
+    async def test_refused_with_a_precise_reason(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine, code: str, reason: str
+    ) -> None:
+        problem = assert_problem(await apply(client, code), 422, reason)
+        assert problem["retryable"] is False
+        assert code not in str(problem)
+        assert await count_rows(db, "authorizations") == 0
+
+    async def test_tiktoks_words_are_kept_for_the_caller(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        problem = assert_problem(await apply(client, "#SBX+expired/error="), 422, "auth_code_expired")
+        assert problem["tiktok"]["code"] == 40002
+        assert "auth_code_expired" in problem["tiktok"]["message"]
+        assert problem["tiktok"]["request_id"]
+
+    async def test_missing_original_code_names_the_original_post(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        problem = assert_problem(await apply(client, DUET), 422, "original_post_code_required")
+        original = (await apply(client, DUET_ORIGINAL)).json()
+        assert problem["original_item_id"] == original["item_id"]
+
+    async def test_too_long_video_says_how_long(self, client: httpx.AsyncClient, advertiser: dict[str, Any]) -> None:
+        problem = assert_problem(await apply(client, "#SBX+duration/900s="), 422, "video_too_long")
+        assert (problem["duration_seconds"], problem["max_duration_seconds"]) == (900, 600)
+
+    async def test_duration_limit_is_a_policy_setting(
+        self, settings: Any, sandbox: Any, db: AsyncEngine, fast_retries: None
+    ) -> None:
+        strict = settings.model_copy(update={"max_video_duration_seconds": 300.0})
+        application = create_app(strict, tiktok_transport=httpx.ASGITransport(app=sandbox))
+        async with application.router.lifespan_context(application), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application),
+            base_url="http://service.test",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as client:
+            await client.post("/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "t"})
+            assert_problem(await apply(client, "#SBX+duration/600s="), 422, "video_too_long")
+
+    async def test_access_token_tiktok_no_longer_accepts(
+        self, app: FastAPI, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
+    ) -> None:
+        box: SecretBox = app.state.secret_box
+        async with db.begin() as connection:
+            await connection.execute(
+                text("UPDATE advertisers SET access_token_encrypted = :token"), {"token": box.encrypt("expired-token")}
+            )
+        problem = assert_problem(await apply(client, VIDEO_30D), 422, "access_token_invalid")
+        assert problem["tiktok"]["code"] == 40102
+        assert await count_rows(db, "authorizations") == 0
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"auth_code": None},
+            {"auth_code": 12345678},
+            {"auth_code": ""},
+            {"auth_code": "#SBX+video/30d=", "original_post_auth_code": ""},
+            {"auth_code": "#SBX+video/30d=", "unexpected": True},
+            {"auth_code": "#SBX+" + "x" * 5000},
+            ["#SBX+video/30d="],
+        ],
+    )
+    async def test_malformed_bodies_are_422_without_echoing_input(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine, body: Any
+    ) -> None:
+        response = await client.post(f"/v1/advertisers/{ADVERTISER_ID}/authorizations", json=body)
+        problem = assert_problem(response, 422, "request_invalid")
+        assert "#SBX" not in response.text
+        assert all(set(error) == {"loc", "msg", "type"} for error in problem["errors"])
+        assert await count_rows(db, "authorizations") == 0
+
+
+class TestDuetAndStitch:
+    """D12: the secondary creator's code first, then the primary's; both are needed."""
+
+    @pytest.mark.parametrize(("code", "original", "kind"), [(DUET, DUET_ORIGINAL, "duet"), (STITCH, STITCH_ORIGINAL, "stitch")])
+    async def test_applied_with_the_original_posts_code(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], code: str, original: str, kind: str
+    ) -> None:
+        response = await apply(client, code, original)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["original_post"]["kind"] == kind
+        assert body["original_post"]["item_id"] != body["item_id"]
+
+    @pytest.mark.parametrize(("code", "original"), [(DUET, DUET_ORIGINAL), (STITCH, STITCH_ORIGINAL)])
+    async def test_codes_in_the_wrong_order_are_put_right(
+        self, counted: Any, code: str, original: str
+    ) -> None:
+        client, transport = counted
+        right = await apply(client, original, code)  # the original's code first: the wrong way round
+        assert right.status_code == 201, right.text
+        assert right.json()["original_post"] is not None
+        assert right.json()["code_hint"] == "…" + code[-4:]
+        assert transport.count("authorize") == 1
+
+    async def test_code_of_another_post_as_original_is_refused(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
+    ) -> None:
+        assert_problem(await apply(client, DUET, UNRELATED_ORIGINAL), 422, "original_post_code_mismatch")
+        assert await count_rows(db, "authorizations") == 0
+
+    async def test_original_code_for_a_post_that_is_no_duet_is_refused(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        assert_problem(await apply(client, VIDEO_30D, UNRELATED_ORIGINAL), 422, "original_post_code_unexpected")
+
+    async def test_unusable_original_post_is_refused(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        assert_problem(await apply(client, DUET, "#SBX+expired/error="), 422, "auth_code_expired")
+
+
+class TestTikTokFaults:
+    """Transient faults are retried inside a deadline, then answered 502/503/504 with retryable; nothing written."""
+
+    @pytest.mark.parametrize(
+        ("code", "status", "reason"),
+        [
+            ("#SBX+fault/rate-limited=", 503, "tiktok_rate_limited"),
+            ("#SBX+fault/system-error=", 503, "tiktok_unavailable"),
+            ("#SBX+fault/http-503=", 503, "tiktok_unavailable"),
+            ("#SBX+fault/malformed=", 502, "tiktok_bad_response"),
+            ("#SBX+fault/slow=", 504, "tiktok_timeout"),
+        ],
+    )
+    async def test_fault_is_answered_retryable_and_writes_nothing(
+        self, counted: Any, db: AsyncEngine, code: str, status: int, reason: str
+    ) -> None:
+        client, transport = counted
+        problem = assert_problem(await apply(client, code), status, reason)
+        assert problem["retryable"] is True
+        assert await count_rows(db, "authorizations") == 0
+        if reason != "tiktok_timeout":
+            assert transport.count("info") == 3  # every attempt was made (fast_retries: 3 attempts)
+
+    async def test_fault_that_clears_within_the_attempts_succeeds(self, counted: Any) -> None:
+        client, transport = counted
+        response = await apply(client, "#SBX+fault/flaky=")
+        assert response.status_code == 201, response.text
+        assert transport.count("info") == 3
+
+    async def test_tiktok_failing_after_the_post_was_read_writes_nothing(
+        self, settings: Any, db: AsyncEngine, fast_retries: None
+    ) -> None:
+        sandbox = create_sandbox_app()
+
+        async def refuse_authorize(request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/tt_video/authorize/"):
+                return httpx.Response(200, json={"code": 50000, "message": "System error", "request_id": "r1", "data": {}})
+            return await httpx.ASGITransport(app=sandbox).handle_async_request(request)
+
+        application = create_app(settings, tiktok_transport=httpx.MockTransport(refuse_authorize))
+        async with application.router.lifespan_context(application), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application),
+            base_url="http://service.test",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as client:
+            await client.post("/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "t"})
+            assert_problem(await apply(client, VIDEO_30D), 503, "tiktok_unavailable")
+        assert await count_rows(db, "authorizations") == 0
+
+
+class TestExpiry:
+    """D3: an authorization whose end has passed reads as expired at once, whether or not any job has run."""
+
+    async def test_expired_one_second_after_the_end_and_not_before(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        created = (await apply(client, VIDEO_7D)).json()
+        end = _parse(created["auth_end_at"])
+        path = f"/v1/authorizations/{created['id']}"
+        listing = f"/v1/advertisers/{ADVERTISER_ID}/authorizations"
+        with time_machine.travel(end - timedelta(seconds=1), tick=False):
+            assert (await client.get(path)).json()["status"] == "active"
+            assert [i["id"] for i in (await client.get(listing, params={"status": "active"})).json()["items"]] == [
+                created["id"]
+            ]
+            assert (await client.get(listing, params={"status": "expired"})).json()["items"] == []
+        with time_machine.travel(end + timedelta(seconds=1), tick=False):
+            assert (await client.get(path)).json()["status"] == "expired"
+            assert (await client.get(listing, params={"status": "active"})).json()["items"] == []
+            assert [i["id"] for i in (await client.get(listing, params={"status": "expired"})).json()["items"]] == [
+                created["id"]
+            ]
+
+    async def test_expired_authorization_is_renewed_by_a_new_apply(
+        self, counted: Any, db: AsyncEngine
+    ) -> None:
+        client, transport = counted
+        created = (await apply(client, VIDEO_7D)).json()
+        with time_machine.travel(_parse(created["auth_end_at"]) + timedelta(days=1), tick=False):
+            # The stored window has ended; TikTok is asked again (and the sandbox's window has ended too).
+            assert_problem(await apply(client, VIDEO_7D), 422, "auth_code_expired")
+        assert await count_rows(db, "authorizations") == 1
+
+
+class TestListAuthorizations:
+    async def test_pages_newest_first_until_the_end(self, client: httpx.AsyncClient, advertiser: dict[str, Any]) -> None:
+        codes = ["#SBX+video/7d=", "#SBX+video/30d=", "#SBX+video/30d-b=", "#SBX+video/60d=", "#SBX+video/365d="]
+        ids = [(await apply(client, code)).json()["id"] for code in codes]
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": 2}
+            if cursor:
+                params["cursor"] = cursor
+            page = (await client.get(f"/v1/advertisers/{ADVERTISER_ID}/authorizations", params=params)).json()
+            seen.extend(item["id"] for item in page["items"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == list(reversed(ids))
+
+    @pytest.mark.parametrize("cursor", ["garbage", "e30", "WyJub3QgYSBkYXRlIiwgIngiXQ"])
+    async def test_cursor_not_issued_by_the_service_is_422(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], cursor: str
+    ) -> None:
+        response = await client.get(f"/v1/advertisers/{ADVERTISER_ID}/authorizations", params={"cursor": cursor})
+        assert_problem(response, 422, "cursor_invalid")
+
+    @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 201}, {"status": "sleeping"}])
+    async def test_bad_query_is_422(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], params: dict[str, Any]
+    ) -> None:
+        response = await client.get(f"/v1/advertisers/{ADVERTISER_ID}/authorizations", params=params)
+        assert_problem(response, 422, "request_invalid")
+
+    async def test_other_ad_accounts_authorizations_are_not_listed(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        await apply(client, VIDEO_30D)
+        await client.post("/v1/advertisers", json={"tiktok_advertiser_id": "7000000000000000002", "access_token": "t"})
+        page = (await client.get("/v1/advertisers/7000000000000000002/authorizations")).json()
+        assert page == {"items": [], "next_cursor": None}
+
+    async def test_unknown_authorization_is_404(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/v1/authorizations/00000000-0000-0000-0000-000000000000")
+        assert_problem(response, 404, "authorization_not_found")
+
+
+class TestCodesStaySecret:
+    """A code never appears in clear in the database, in a response or in the logs."""
+
+    async def test_code_never_in_clear(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
+    ) -> None:
+        records = io.StringIO()
+        handler = logging.StreamHandler(records)
+        handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        root = logging.getLogger()
+        previous_level = root.level
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        try:
+            codes = [VIDEO_30D, DUET, DUET_ORIGINAL, "#SBX+post/banned=", "#SBX+fault/rate-limited="]
+            responses = [
+                await apply(client, VIDEO_30D),
+                await apply(client, DUET, DUET_ORIGINAL),
+                await apply(client, "#SBX+post/banned="),
+                await apply(client, "#SBX+fault/rate-limited="),
+            ]
+            listing = await client.get(f"/v1/advertisers/{ADVERTISER_ID}/authorizations")
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(previous_level)
+        logged = records.getvalue()
+        stored = await dump_database(db)
+        assert "authorization.applied" in logged  # the capture works: it sees the service's own events
+        for code in codes:
+            for form in (code, quote(code, safe="")):  # as sent, and as it travels in TikTok's query strings
+                assert form not in logged, f"{code!r} was logged"
+                assert form not in stored, f"{code!r} is stored in clear"
+                assert all(form not in response.text for response in [*responses, listing])
