@@ -27,7 +27,9 @@ API_TITLE = "Spark Ads authorizations"
 API_VERSION = "1.0.0"
 
 
-def create_app(settings: Settings | None = None, *, tiktok_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, tiktok_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
     """Build the app. Settings are read when it starts, not when it is built, so the schema needs none.
 
     `tiktok_transport` replaces the network under the TikTok client (tests use the sandbox in-process).
@@ -77,9 +79,7 @@ def create_app(settings: Settings | None = None, *, tiktok_transport: httpx.Asyn
     )
     install_problem_handlers(app)
     app.include_router(health_router)
-    v1 = APIRouter(
-        prefix="/v1", dependencies=[Depends(require_api_key)], responses=problem_responses(NotAuthenticated)
-    )
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=problem_responses(NotAuthenticated))
     v1.include_router(advertisers_router)
     v1.include_router(authorizations_router)
     app.include_router(v1)

@@ -16,7 +16,8 @@ from app.main import create_app
 
 def render() -> str:
     schema: dict[str, Any] = create_app().openapi()
-    return yaml.safe_dump(schema, sort_keys=False, allow_unicode=True, width=120)
+    rendered: str = yaml.safe_dump(schema, sort_keys=False, allow_unicode=True, width=120)
+    return rendered
 
 
 if __name__ == "__main__":

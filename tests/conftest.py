@@ -78,7 +78,12 @@ def run_alembic(database_url: str, *args: str) -> subprocess.CompletedProcess[st
     """Run the Alembic CLI as production does, against `database_url`."""
     env = {**os.environ, "DATABASE_URL": database_url}
     return subprocess.run(
-        [sys.executable, "-m", "alembic", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "alembic", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

@@ -18,7 +18,11 @@ async def insert_new(
     """Insert the ad account; None when it already exists (decided by the unique index, so races are safe)."""
     statement = (
         insert(Advertiser)
-        .values(tiktok_advertiser_id=tiktok_advertiser_id, name=name, access_token_encrypted=access_token_encrypted)
+        .values(
+            tiktok_advertiser_id=tiktok_advertiser_id,
+            name=name,
+            access_token_encrypted=access_token_encrypted,
+        )
         .on_conflict_do_nothing(index_elements=[Advertiser.tiktok_advertiser_id])
         .returning(Advertiser)
     )

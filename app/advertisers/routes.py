@@ -33,7 +33,7 @@ async def register_advertiser(
         tiktok,
         box,
         tiktok_advertiser_id=body.tiktok_advertiser_id,
-        access_token=body.access_token.get_secret_value(),
+        access_token=body.access_token,
         name=body.name,
     )
     return AdvertiserRead.model_validate(advertiser)

@@ -14,7 +14,7 @@ async def get_active_by_hash(session: AsyncSession, key_hash: bytes) -> ApiKey |
 
 async def insert_if_absent(session: AsyncSession, *, name: str, key_hash: bytes) -> None:
     # Every replica runs this at start-up; ON CONFLICT makes the race harmless.
-    statement = insert(ApiKey).values(name=name, key_hash=key_hash).on_conflict_do_nothing(
-        index_elements=[ApiKey.key_hash]
+    statement = (
+        insert(ApiKey).values(name=name, key_hash=key_hash).on_conflict_do_nothing(index_elements=[ApiKey.key_hash])
     )
     await session.execute(statement)

@@ -14,9 +14,7 @@ from app.kit.pagination import Cursor
 
 async def get(session: AsyncSession, authorization_id: uuid.UUID) -> Authorization | None:
     statement = (
-        select(Authorization)
-        .options(joinedload(Authorization.advertiser))
-        .where(Authorization.id == authorization_id)
+        select(Authorization).options(joinedload(Authorization.advertiser)).where(Authorization.id == authorization_id)
     )
     return (await session.execute(statement)).scalar_one_or_none()
 
@@ -27,7 +25,10 @@ async def find_by_code(
     statement = (
         select(Authorization)
         .options(joinedload(Authorization.advertiser))
-        .where(Authorization.advertiser_id == advertiser_id, Authorization.auth_code_fingerprint.in_(fingerprints))
+        .where(
+            Authorization.advertiser_id == advertiser_id,
+            Authorization.auth_code_fingerprint.in_(fingerprints),
+        )
     )
     return (await session.execute(statement)).scalars().first()
 

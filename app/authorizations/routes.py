@@ -65,7 +65,10 @@ def to_read(authorization: Authorization, now: datetime) -> AuthorizationRead:
     status_code=status.HTTP_201_CREATED,
     summary="Apply a creator's code to an ad account",
     responses={
-        200: {"model": AuthorizationRead, "description": "This post was already authorized for this ad account (D2)."},
+        200: {
+            "model": AuthorizationRead,
+            "description": "This post was already authorized for this ad account (D2).",
+        },
         **problem_responses(AdvertiserNotFound, *REFUSALS, *TIKTOK_PROBLEMS),
     },
 )

@@ -165,9 +165,15 @@ def _fill_from_post(authorization: Authorization, post: PostInfo) -> None:
     authorization.duration_seconds = post.duration_seconds
     authorization.post_status = post.status.value
     if post.duet_original_item_id:
-        authorization.origin_kind, authorization.original_item_id = OriginKind.duet.value, post.duet_original_item_id
+        authorization.origin_kind, authorization.original_item_id = (
+            OriginKind.duet.value,
+            post.duet_original_item_id,
+        )
     elif post.stitch_original_item_id:
-        authorization.origin_kind, authorization.original_item_id = OriginKind.stitch.value, post.stitch_original_item_id
+        authorization.origin_kind, authorization.original_item_id = (
+            OriginKind.stitch.value,
+            post.stitch_original_item_id,
+        )
     else:
         authorization.origin_kind, authorization.original_item_id = None, None
     authorization.auth_start_at = post.auth_start_at

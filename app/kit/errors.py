@@ -114,6 +114,7 @@ def problem_response(body: Mapping[str, Any], headers: Mapping[str, str] | None 
 def problem_responses(*errors: type[ProblemError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for the problems a route can answer, grouped by status, reasons listed."""
     by_status: dict[int, list[type[ProblemError]]] = {}
+    error: type[ProblemError]
     for error in (*errors, RequestInvalid):
         by_status.setdefault(error.status, []).append(error)
     responses: dict[int | str, dict[str, Any]] = {}
@@ -128,7 +129,10 @@ def problem_responses(*errors: type[ProblemError]) -> dict[int | str, dict[str, 
 
 def _validation_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
     # Never echo `input` or `ctx`: a malformed body may hold a creator's code or an access token.
-    return [{"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")} for error in errors]
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+        for error in errors
+    ]
 
 
 async def _handle_problem(request: Request, exc: Exception) -> JSONResponse:
@@ -145,6 +149,11 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # The framework's "error parsing the body" (bytes that are not UTF-8 JSON): to a caller that is the same
+        # mistake as JSON that does not match the schema, so it gets the same answer.
+        error = RequestInvalid("The body could not be parsed as JSON.", errors=[])
+        return problem_response(error.to_problem(request.url.path))
     status = exc.status_code
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     reason = {404: "not_found", 405: "method_not_allowed"}.get(status, phrase.lower().replace(" ", "_"))

@@ -17,7 +17,16 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Values people leave in example files. A secret that contains one of these is not a secret.
-_PLACEHOLDER_MARKERS = ("changeme", "change-me", "change_me", "placeholder", "example", "dummy", "secret", "xxxx")
+_PLACEHOLDER_MARKERS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "example",
+    "dummy",
+    "secret",
+    "xxxx",
+)
 
 
 class Environment(StrEnum):
@@ -102,8 +111,8 @@ class Settings(BaseSettings):
         if self.environment is Environment.development:
             return self
         if self.bootstrap_api_key is not None:
-            key = self.bootstrap_api_key.get_secret_value()
-            if len(key) < 32 or _looks_like_placeholder(key):
+            api_key = self.bootstrap_api_key.get_secret_value()
+            if len(api_key) < 32 or _looks_like_placeholder(api_key):
                 raise ValueError("BOOTSTRAP_API_KEY looks like a placeholder: use at least 32 random characters")
         for key in self.encryption_keys:
             raw = base64.urlsafe_b64decode(key.get_secret_value().encode())
@@ -119,4 +128,4 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     """The process's settings, read once from the environment."""
-    return Settings()  # type: ignore[call-arg]  # required fields come from the environment
+    return Settings()  # required fields come from the environment

@@ -172,7 +172,7 @@ class TikTokClient:
         self._deadline_seconds = deadline_seconds
         self._request_timeout_seconds = request_timeout_seconds
         self._max_attempts = max_attempts
-        # 40100 means "retry next second" (section 6): the first wait is about a second, never less.
+        # 40100 means "retry next second" (section 6): by default the first wait is 1 to 1.5 s.
         self._wait_initial_seconds = wait_initial_seconds
         self._wait_max_seconds = wait_max_seconds
         self._wait_jitter_seconds = wait_jitter_seconds
@@ -339,9 +339,7 @@ class TikTokClient:
             )
         except httpx.TimeoutException as exc:
             # The exception's text and request can hold the URL, and so the code: only its type is kept.
-            raise TikTokTimeout(
-                f"no answer within {self._request_timeout_seconds:g}s ({type(exc).__name__})"
-            ) from None
+            raise TikTokTimeout(f"no answer within {self._request_timeout_seconds:g}s ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise TikTokUnavailable(f"could not reach TikTok ({type(exc).__name__})") from None
         except httpx.DecodingError as exc:
@@ -353,9 +351,10 @@ async def _logged_attempt(call: Awaitable[T], *, path: str, attempt: int) -> T:
     try:
         return await call
     except TikTokTransientError as error:
-        # Whether another attempt follows is stamina's decision (attempts left, time left).
+        # Whether another attempt follows is stamina's decision (attempts and time left); it logs
+        # `stamina.retry_scheduled` when one does.
         log.warning(
-            "tiktok.request.retry",
+            "tiktok.request.attempt_failed",
             path=path,
             attempt=attempt,
             error=type(error).__name__,
@@ -412,9 +411,7 @@ def _read_envelope(response: httpx.Response, *, secrets: tuple[str, ...], about_
 
     if status >= 500:
         text = message or f"TikTok answered HTTP {status}"
-        raise TikTokUnavailable(
-            text, code=code if envelope else None, request_id=request_id, http_status=status
-        )
+        raise TikTokUnavailable(text, code=code if envelope else None, request_id=request_id, http_status=status)
     if status == 429:
         raise TikTokRateLimited(
             message or "TikTok answered HTTP 429",
@@ -424,25 +421,17 @@ def _read_envelope(response: httpx.Response, *, secrets: tuple[str, ...], about_
         )
     if not 200 <= status < 300:
         if envelope is not None and code != 0:
-            raise classify_error(
-                code, message, request_id=request_id, http_status=status, about_code=about_code
-            )
+            raise classify_error(code, message, request_id=request_id, http_status=status, about_code=about_code)
         # The request never reached the API logic (a missing trailing slash gives 404): nothing to classify.
-        raise TikTokRequestRejected(
-            f"TikTok answered HTTP {status}", http_status=status, request_id=request_id
-        )
+        raise TikTokRequestRejected(f"TikTok answered HTTP {status}", http_status=status, request_id=request_id)
 
     if envelope is None:
-        raise TikTokBadResponse(
-            "the body is not TikTok's envelope (JSON object with an int code)", http_status=status
-        )
+        raise TikTokBadResponse("the body is not TikTok's envelope (JSON object with an int code)", http_status=status)
     if code != 0:
         raise classify_error(code, message, request_id=request_id, http_status=status, about_code=about_code)
     data = envelope.get("data")
     if not isinstance(data, dict):
-        raise TikTokBadResponse(
-            "success without a data object", code=code, request_id=request_id, http_status=status
-        )
+        raise TikTokBadResponse("success without a data object", code=code, request_id=request_id, http_status=status)
     return data
 
 
@@ -507,9 +496,7 @@ def _parse_post(data: JsonObject) -> PostInfo:
 
     raw_status = _text(item.get("status"))
     mentioned = item.get("mentioned_item_ids")
-    mentioned_ids = (
-        tuple(text for text in (_text(m) for m in mentioned) if text) if isinstance(mentioned, list) else ()
-    )
+    mentioned_ids = tuple(text for text in (_text(m) for m in mentioned) if text) if isinstance(mentioned, list) else ()
 
     # poster_url / preview_url expire within the hour (section 2): deliberately not carried.
     return PostInfo(

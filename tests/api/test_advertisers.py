@@ -41,12 +41,15 @@ class TestRegisterAdvertiser:
         assert await count_rows(db, "advertisers") == 1
 
     @pytest.mark.parametrize(
-        ("token", "reason"), [("expired-token", "access_token_invalid"), ("invalid-token", "access_token_invalid")]
+        ("token", "reason"),
+        [("expired-token", "access_token_invalid"), ("invalid-token", "access_token_invalid")],
     )
     async def test_token_tiktok_rejects_is_refused_and_nothing_stored(
         self, client: httpx.AsyncClient, db: AsyncEngine, token: str, reason: str
     ) -> None:
-        response = await client.post("/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": token})
+        response = await client.post(
+            "/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": token}
+        )
         body = assert_problem(response, 422, reason)
         assert body["tiktok"]["code"] in (40102, 40105)
         assert body["tiktok"]["request_id"]
@@ -54,7 +57,8 @@ class TestRegisterAdvertiser:
 
     async def test_advertiser_tiktok_does_not_know_is_refused(self, client: httpx.AsyncClient, db: AsyncEngine) -> None:
         response = await client.post(
-            "/v1/advertisers", json={"tiktok_advertiser_id": "4030000000000000000", "access_token": ADVERTISER_TOKEN}
+            "/v1/advertisers",
+            json={"tiktok_advertiser_id": "4030000000000000000", "access_token": ADVERTISER_TOKEN},
         )
         assert_problem(response, 422, "advertiser_permission_denied")
         assert await count_rows(db, "advertisers") == 0
@@ -81,11 +85,14 @@ class TestRegisterAdvertiser:
         assert problem["errors"]
         assert all(set(error) == {"loc", "msg", "type"} for error in problem["errors"])
 
-    async def test_body_that_is_not_json_is_422(self, client: httpx.AsyncClient) -> None:
-        response = await client.post(
-            "/v1/advertisers", content=b"{not json", headers={"Content-Type": "application/json"}
-        )
+    @pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe\x00", b""])
+    async def test_body_that_is_not_json_is_422(self, client: httpx.AsyncClient, content: bytes) -> None:
+        response = await client.post("/v1/advertisers", content=content, headers={"Content-Type": "application/json"})
         assert_problem(response, 422, "request_invalid")
+
+    async def test_token_that_cannot_travel_in_a_header_is_422(self, client: httpx.AsyncClient) -> None:
+        body = {"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "tök\nen"}
+        assert_problem(await client.post("/v1/advertisers", json=body), 422, "request_invalid")
 
 
 class TestGetAdvertiser:

@@ -38,7 +38,12 @@ class TestAuthentication:
     @pytest.mark.parametrize(("method", "path"), V1_OPERATIONS)
     @pytest.mark.parametrize(
         "headers",
-        [{}, {"Authorization": "Bearer wrong-key"}, {"Authorization": f"Basic {API_KEY}"}, {"Authorization": "Bearer"}],
+        [
+            {},
+            {"Authorization": "Bearer wrong-key"},
+            {"Authorization": f"Basic {API_KEY}"},
+            {"Authorization": "Bearer"},
+        ],
         ids=["none", "unknown-key", "not-bearer", "empty-bearer"],
     )
     async def test_refused_without_a_valid_key(

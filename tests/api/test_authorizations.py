@@ -40,18 +40,21 @@ async def counted(settings: Any, db: AsyncEngine, fast_retries: None) -> Any:
     """An app whose calls to the sandbox are counted, with a client and a registered ad account."""
     transport = CountingTransport(httpx.ASGITransport(app=create_sandbox_app(slow_seconds=30.0)))
     application = create_app(settings, tiktok_transport=transport)
-    async with application.router.lifespan_context(application):
-        async with httpx.AsyncClient(
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(
             transport=httpx.ASGITransport(app=application),
             base_url="http://service.test",
             headers={"Authorization": f"Bearer {API_KEY}"},
-        ) as client:
-            response = await client.post(
-                "/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "sandbox-token"}
-            )
-            assert response.status_code == 201
-            transport.paths.clear()
-            yield client, transport
+        ) as client,
+    ):
+        response = await client.post(
+            "/v1/advertisers",
+            json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "sandbox-token"},
+        )
+        assert response.status_code == 201
+        transport.paths.clear()
+        yield client, transport
 
 
 class TestApplyCode:
@@ -88,9 +91,7 @@ class TestApplyCode:
         body = (await apply(client, f"#SBX+video/{days}d=")).json()
         assert _parse(body["auth_end_at"]) - _parse(body["auth_start_at"]) == timedelta(days=days)
 
-    async def test_applying_the_same_code_twice_is_the_same_authorization(
-        self, counted: Any, db: AsyncEngine
-    ) -> None:
+    async def test_applying_the_same_code_twice_is_the_same_authorization(self, counted: Any, db: AsyncEngine) -> None:
         """D2: one code, one post, one authorization; the retry does not even reach TikTok."""
         client, transport = counted
         first = await apply(client, VIDEO_30D)
@@ -130,7 +131,10 @@ class TestApplyCode:
 
     @pytest.mark.parametrize(
         ("code", "status"),
-        [("#SBX+visibility/private=", "ONLY_AUTHOR_SEE"), ("#SBX+visibility/friends-only=", "ONLY_FRIEND_SEE")],
+        [
+            ("#SBX+visibility/private=", "ONLY_AUTHOR_SEE"),
+            ("#SBX+visibility/friends-only=", "ONLY_FRIEND_SEE"),
+        ],
     )
     async def test_private_post_is_accepted_with_a_warning_that_it_becomes_public(
         self, client: httpx.AsyncClient, advertiser: dict[str, Any], code: str, status: str
@@ -216,11 +220,14 @@ class TestRefusals:
     ) -> None:
         strict = settings.model_copy(update={"max_video_duration_seconds": 300.0})
         application = create_app(strict, tiktok_transport=httpx.ASGITransport(app=sandbox))
-        async with application.router.lifespan_context(application), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=application),
-            base_url="http://service.test",
-            headers={"Authorization": f"Bearer {API_KEY}"},
-        ) as client:
+        async with (
+            application.router.lifespan_context(application),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=application),
+                base_url="http://service.test",
+                headers={"Authorization": f"Bearer {API_KEY}"},
+            ) as client,
+        ):
             await client.post("/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "t"})
             assert_problem(await apply(client, "#SBX+duration/600s="), 422, "video_too_long")
 
@@ -230,7 +237,8 @@ class TestRefusals:
         box: SecretBox = app.state.secret_box
         async with db.begin() as connection:
             await connection.execute(
-                text("UPDATE advertisers SET access_token_encrypted = :token"), {"token": box.encrypt("expired-token")}
+                text("UPDATE advertisers SET access_token_encrypted = :token"),
+                {"token": box.encrypt("expired-token")},
             )
         problem = assert_problem(await apply(client, VIDEO_30D), 422, "access_token_invalid")
         assert problem["tiktok"]["code"] == 40102
@@ -262,7 +270,9 @@ class TestRefusals:
 class TestDuetAndStitch:
     """D12: the secondary creator's code first, then the primary's; both are needed."""
 
-    @pytest.mark.parametrize(("code", "original", "kind"), [(DUET, DUET_ORIGINAL, "duet"), (STITCH, STITCH_ORIGINAL, "stitch")])
+    @pytest.mark.parametrize(
+        ("code", "original", "kind"), [(DUET, DUET_ORIGINAL, "duet"), (STITCH, STITCH_ORIGINAL, "stitch")]
+    )
     async def test_applied_with_the_original_posts_code(
         self, client: httpx.AsyncClient, advertiser: dict[str, Any], code: str, original: str, kind: str
     ) -> None:
@@ -273,9 +283,7 @@ class TestDuetAndStitch:
         assert body["original_post"]["item_id"] != body["item_id"]
 
     @pytest.mark.parametrize(("code", "original"), [(DUET, DUET_ORIGINAL), (STITCH, STITCH_ORIGINAL)])
-    async def test_codes_in_the_wrong_order_are_put_right(
-        self, counted: Any, code: str, original: str
-    ) -> None:
+    async def test_codes_in_the_wrong_order_are_put_right(self, counted: Any, code: str, original: str) -> None:
         client, transport = counted
         right = await apply(client, original, code)  # the original's code first: the wrong way round
         assert right.status_code == 201, right.text
@@ -336,15 +344,20 @@ class TestTikTokFaults:
 
         async def refuse_authorize(request: httpx.Request) -> httpx.Response:
             if request.url.path.endswith("/tt_video/authorize/"):
-                return httpx.Response(200, json={"code": 50000, "message": "System error", "request_id": "r1", "data": {}})
+                return httpx.Response(
+                    200, json={"code": 50000, "message": "System error", "request_id": "r1", "data": {}}
+                )
             return await httpx.ASGITransport(app=sandbox).handle_async_request(request)
 
         application = create_app(settings, tiktok_transport=httpx.MockTransport(refuse_authorize))
-        async with application.router.lifespan_context(application), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=application),
-            base_url="http://service.test",
-            headers={"Authorization": f"Bearer {API_KEY}"},
-        ) as client:
+        async with (
+            application.router.lifespan_context(application),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=application),
+                base_url="http://service.test",
+                headers={"Authorization": f"Bearer {API_KEY}"},
+            ) as client,
+        ):
             await client.post("/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "t"})
             assert_problem(await apply(client, VIDEO_30D), 503, "tiktok_unavailable")
         assert await count_rows(db, "authorizations") == 0
@@ -373,20 +386,29 @@ class TestExpiry:
                 created["id"]
             ]
 
-    async def test_expired_authorization_is_renewed_by_a_new_apply(
-        self, counted: Any, db: AsyncEngine
-    ) -> None:
+    async def test_reapplying_after_the_window_ended_asks_tiktok_again(self, counted: Any, db: AsyncEngine) -> None:
+        """A stored, expired authorization is no answer to a new apply: TikTok's current view decides."""
         client, transport = counted
         created = (await apply(client, VIDEO_7D)).json()
+        info_calls = transport.count("info")
         with time_machine.travel(_parse(created["auth_end_at"]) + timedelta(days=1), tick=False):
-            # The stored window has ended; TikTok is asked again (and the sandbox's window has ended too).
+            # The sandbox's window has ended too, so TikTok's answer is that the code expired.
             assert_problem(await apply(client, VIDEO_7D), 422, "auth_code_expired")
+        assert transport.count("info") == info_calls + 1
         assert await count_rows(db, "authorizations") == 1
 
 
 class TestListAuthorizations:
-    async def test_pages_newest_first_until_the_end(self, client: httpx.AsyncClient, advertiser: dict[str, Any]) -> None:
-        codes = ["#SBX+video/7d=", "#SBX+video/30d=", "#SBX+video/30d-b=", "#SBX+video/60d=", "#SBX+video/365d="]
+    async def test_pages_newest_first_until_the_end(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        codes = [
+            "#SBX+video/7d=",
+            "#SBX+video/30d=",
+            "#SBX+video/30d-b=",
+            "#SBX+video/60d=",
+            "#SBX+video/365d=",
+        ]
         ids = [(await apply(client, code)).json()["id"] for code in codes]
         seen: list[str] = []
         cursor = None

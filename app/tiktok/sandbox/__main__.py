@@ -37,9 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         if demo.code in _SHOWN:
             print(f"  {demo.code:<28} {demo.description}")
     # access_log off: uvicorn's access log prints the query string, which holds the creator's code.
-    uvicorn.run(
-        create_sandbox_app(slow_seconds=args.slow_seconds), host=args.host, port=args.port, access_log=False
-    )
+    uvicorn.run(create_sandbox_app(slow_seconds=args.slow_seconds), host=args.host, port=args.port, access_log=False)
 
 
 if __name__ == "__main__":

@@ -89,8 +89,8 @@ class Sandbox:
 
     async def info(self, request: Request) -> JsonObject:
         _check_token(request)
-        advertiser_id = _advertiser_id(request.query_params.get("advertiser_id"))
-        del advertiser_id  # info answers whether or not the code was applied (a pre-check)
+        # Checked, not used: info answers for a code whether or not it was applied (a pre-check).
+        _advertiser_id(request.query_params.get("advertiser_id"))
         code = _required_text(request.query_params.get("auth_code"), "auth_code")
         demo = await self._resolve(code, endpoint="info")
         assert demo.post is not None
@@ -181,9 +181,7 @@ class Sandbox:
             case Behaviour.expired_error:
                 raise _invalid("auth_code_expired: the authorization code has expired.")
             case Behaviour.code_deleted:
-                raise _ApiError(
-                    40007, "auth_code_not_found: the authorization code was deleted by its creator."
-                )
+                raise _ApiError(40007, "auth_code_not_found: the authorization code was deleted by its creator.")
             case Behaviour.format_error:
                 raise _invalid("auth_code_format_error: the authorization code is not in a valid format.")
             case Behaviour.rate_limited:
@@ -200,9 +198,7 @@ class Sandbox:
             case Behaviour.malformed:
                 # Looks like the envelope started and was cut off: a proxy or a truncated write.
                 raise _RawAnswer(
-                    Response(
-                        '{"code": 0, "message": "OK", "data": {"item_info": ', media_type="application/json"
-                    )
+                    Response('{"code": 0, "message": "OK", "data": {"item_info": ', media_type="application/json")
                 )
             case Behaviour.http_503:
                 raise _RawAnswer(
@@ -226,9 +222,7 @@ class Sandbox:
         if status == "USER_DELETE":
             raise _invalid("video_deleted: the post was deleted by its creator.")
         if status == "AUDIT_DELETE":
-            raise _invalid(
-                "illegal_item_status_error: the post was removed for violating community guidelines."
-            )
+            raise _invalid("illegal_item_status_error: the post was removed for violating community guidelines.")
         if status == "ONLY_USER_PASS":
             raise _invalid("video_unavailable: the post is no longer available.")
         is_duet_or_stitch = post.duet_original_item_id is not None or post.stitch_original_item_id is not None
@@ -387,9 +381,7 @@ def _endpoint(sandbox: Sandbox, handler: _Handler) -> Callable[[Request], Awaita
             return raw.response
         except _ApiError as error:
             log.info("sandbox.request", path=request.url.path, tiktok_code=error.code, request_id=request_id)
-            return JSONResponse(
-                {"code": error.code, "message": error.message, "request_id": request_id, "data": {}}
-            )
+            return JSONResponse({"code": error.code, "message": error.message, "request_id": request_id, "data": {}})
         log.info("sandbox.request", path=request.url.path, tiktok_code=0, request_id=request_id)
         return JSONResponse({"code": 0, "message": "OK", "request_id": request_id, "data": data})
 

@@ -57,9 +57,7 @@ class DemoCode:
     post: DemoPost | None = None  # None: the code answers an error before any post is known
     behaviour: Behaviour = Behaviour.valid
     window_days: int = 30  # the creator's chosen window; starts a day before the sandbox's clock
-    iso_times: bool = (
-        False  # answer times as ISO "...T...Z" (one official example does) instead of "Y-m-d H:M:S"
-    )
+    iso_times: bool = False  # answer times as ISO "...T...Z" (one official example does) instead of "Y-m-d H:M:S"
 
 
 # Item ids of posts other posts point at.
@@ -112,17 +110,13 @@ DEMO_CODES: tuple[DemoCode, ...] = (
     DemoCode(
         "#SBX+carousel/30d=",
         "valid photo carousel (item_type CAROUSEL, video_info null), 30-day window",
-        DemoPost(
-            "7380112233445566006", "Five cafés worth the detour", _BRUNO, item_type="CAROUSEL", duration=None
-        ),
+        DemoPost("7380112233445566006", "Five cafés worth the detour", _BRUNO, item_type="CAROUSEL", duration=None),
     ),
     # Visibility (D5).
     DemoCode(
         "#SBX+visibility/private=",
         "valid video that only its author can see (ONLY_AUTHOR_SEE)",
-        DemoPost(
-            "7380112233445566007", "Draft: product teaser", _ANA, status="ONLY_AUTHOR_SEE", duration=15.0
-        ),
+        DemoPost("7380112233445566007", "Draft: product teaser", _ANA, status="ONLY_AUTHOR_SEE", duration=15.0),
     ),
     DemoCode(
         "#SBX+visibility/friends-only=",
@@ -163,14 +157,11 @@ DEMO_CODES: tuple[DemoCode, ...] = (
     DemoCode(
         "#SBX+post/deleted=",
         "post deleted by its creator (USER_DELETE): info answers it, authorize answers 40002 video_deleted",
-        DemoPost(
-            "7380112233445566010", "Old promo, since deleted", _BRUNO, status="USER_DELETE", duration=12.0
-        ),
+        DemoPost("7380112233445566010", "Old promo, since deleted", _BRUNO, status="USER_DELETE", duration=12.0),
     ),
     DemoCode(
         "#SBX+post/banned=",
-        "post removed by moderation (AUDIT_DELETE): info answers it, authorize answers 40002 "
-        "illegal_item_status_error",
+        "post removed by moderation (AUDIT_DELETE): info answers it, authorize answers 40002 illegal_item_status_error",
         DemoPost("7380112233445566011", "Giveaway (removed)", _ANA, status="AUDIT_DELETE", duration=18.0),
     ),
     DemoCode(
@@ -200,9 +191,7 @@ DEMO_CODES: tuple[DemoCode, ...] = (
     DemoCode(
         "#SBX+duet/secondary=",
         "Duet (secondary creator's code); authorize needs original_post_auth_code #SBX+duet/original=",
-        DemoPost(
-            DUET_ITEM_ID, "Dueting the dance challenge", _CHIDI, duet_original_item_id=DUET_ORIGINAL_ITEM_ID
-        ),
+        DemoPost(DUET_ITEM_ID, "Dueting the dance challenge", _CHIDI, duet_original_item_id=DUET_ORIGINAL_ITEM_ID),
     ),
     DemoCode(
         "#SBX+duet/original=",

@@ -1,0 +1,141 @@
+"""Fixtures for the TikTok adapter and its sandbox: no database, no network.
+
+`tiktok` is a client wired to a fresh sandbox through httpx's ASGI transport; `scripted` builds a client whose
+transport answers from a list (httpx.MockTransport), for single injected faults and for checking the exact
+request on the wire. Every request either sends is recorded, so tests can count attempts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import stamina
+from starlette.applications import Starlette
+
+from app.tiktok.client import TikTokClient
+from app.tiktok.sandbox.app import create_sandbox_app
+
+BASE_URL = "http://127.0.0.1:8001/open_api/"
+ADVERTISER_ID = "7000000000000000001"
+OTHER_ADVERTISER_ID = "7000000000000000002"
+ACCESS_TOKEN = "act.sandbox-token-5f2c9e"
+SANDBOX_EPOCH = datetime(2025, 5, 20, 11, 40, 50, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff_waits() -> Iterator[None]:
+    """Retries without stamina's sleeps; `cap=True` keeps each client's own `max_attempts` in force.
+
+    The context manager restores whatever mode was set before (off, unless an outer fixture turned it on),
+    so no other test inherits testing mode.
+    """
+    with stamina.set_testing(True, attempts=10, cap=True):
+        yield
+
+
+@dataclass
+class Clock:
+    """The sandbox's clock, moved by hand."""
+
+    now: datetime = SANDBOX_EPOCH
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sandbox_app(clock: Clock) -> Starlette:
+    return create_sandbox_app(slow_seconds=30.0, now=clock)
+
+
+@pytest.fixture
+def sent() -> list[httpx.Request]:
+    """Every request the client under test sent, in order."""
+    return []
+
+
+@pytest.fixture
+async def sandbox_http(sandbox_app: Starlette, sent: list[httpx.Request]) -> AsyncIterator[httpx.AsyncClient]:
+    async def record(request: httpx.Request) -> None:
+        sent.append(request)
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=sandbox_app), event_hooks={"request": [record]}
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+def tiktok(sandbox_http: httpx.AsyncClient) -> TikTokClient:
+    """The client against the sandbox, with the production defaults for attempts and a short deadline."""
+    return TikTokClient(sandbox_http, base_url=BASE_URL, deadline_seconds=5.0, max_attempts=4)
+
+
+def envelope(
+    data: Any = None,
+    *,
+    code: int = 0,
+    message: str = "OK",
+    request_id: str = "202505201140500A1B2C3D",
+    status: int = 200,
+) -> httpx.Response:
+    """TikTok's envelope as an httpx response (`data` defaults to `{}`)."""
+    body = {"code": code, "message": message, "request_id": request_id, "data": {} if data is None else data}
+    return httpx.Response(status, json=body)
+
+
+Answer = httpx.Response | Exception
+
+
+@dataclass
+class Script:
+    """A transport that answers from a list, last answer repeated, recording each request."""
+
+    answers: list[Answer]
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def json_body(self, index: int = -1) -> Any:
+        return json.loads(self.requests[index].content)
+
+
+ScriptedFactory = Callable[..., tuple[TikTokClient, Script]]
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[ScriptedFactory]:
+    """`scripted(answer, ..., **client_options) -> (client, script)`."""
+    opened: list[httpx.AsyncClient] = []
+
+    def build(*answers: Answer, **options: Any) -> tuple[TikTokClient, Script]:
+        script = Script(list(answers))
+        http = httpx.AsyncClient(transport=httpx.MockTransport(script))
+        opened.append(http)
+        options.setdefault("base_url", BASE_URL)
+        options.setdefault("deadline_seconds", 5.0)
+        options.setdefault("max_attempts", 4)
+        return TikTokClient(http, **options), script
+
+    yield build
+    for http in opened:
+        await http.aclose()

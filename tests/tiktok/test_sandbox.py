@@ -1,0 +1,511 @@
+"""The sandbox, driven by the real client over httpx's ASGI transport: it must speak TikTok's protocol and
+answer each seeded code the way the README says, so that the service's own tests can rely on it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from structlog.testing import capture_logs
+
+from app.tiktok.client import TikTokClient
+from app.tiktok.errors import (
+    SparkCodeProblem,
+    TikTokAccessTokenInvalid,
+    TikTokBadResponse,
+    TikTokPermissionDenied,
+    TikTokRateLimited,
+    TikTokRequestRejected,
+    TikTokTimeout,
+    TikTokUnavailable,
+)
+from app.tiktok.models import ItemType, PostInfo, PostStatus
+from app.tiktok.sandbox import DEMO_CODES, create_sandbox_app
+from app.tiktok.sandbox.seed import DUET_ITEM_ID, DUET_ORIGINAL_ITEM_ID, STITCH_ORIGINAL_ITEM_ID, demo_code
+from tests.tiktok.conftest import (
+    ACCESS_TOKEN,
+    ADVERTISER_ID,
+    BASE_URL,
+    OTHER_ADVERTISER_ID,
+    SANDBOX_EPOCH,
+    Clock,
+)
+
+API = "http://127.0.0.1:8001/open_api/v1.3/tt_video"
+
+
+async def info(
+    tiktok: TikTokClient, code: str, *, token: str = ACCESS_TOKEN, advertiser: str = ADVERTISER_ID
+) -> PostInfo:
+    return await tiktok.post_info(advertiser_id=advertiser, access_token=token, auth_code=code)
+
+
+async def authorize(
+    tiktok: TikTokClient, code: str, original: str | None = None, *, advertiser: str = ADVERTISER_ID
+) -> None:
+    await tiktok.authorize(
+        advertiser_id=advertiser, access_token=ACCESS_TOKEN, auth_code=code, original_post_auth_code=original
+    )
+
+
+async def bound_item_ids(tiktok: TikTokClient, *, advertiser: str = ADVERTISER_ID, **filters: Any) -> list[str]:
+    page = await tiktok.list_posts(advertiser_id=advertiser, access_token=ACCESS_TOKEN, page_size=50, **filters)
+    return [post.item_id for post in page.posts]
+
+
+def item_id_of(code: str) -> str:
+    post = demo_code(code).post
+    assert post is not None
+    return post.item_id
+
+
+class TestSeed:
+    """The demo codes themselves."""
+
+    def test_codes_are_unique_and_need_url_encoding(self) -> None:
+        codes = [demo.code for demo in DEMO_CODES]
+        assert len(codes) == len(set(codes))
+        for code in codes:
+            assert code.startswith("#SBX+")
+            assert "/" in code
+            assert code.endswith("=")
+
+    def test_item_ids_are_stable_digit_strings_and_unique(self) -> None:
+        item_ids = [demo.post.item_id for demo in DEMO_CODES if demo.post is not None]
+        assert len(item_ids) == len(set(item_ids))
+        assert all(item_id.isdigit() and len(item_id) == 19 for item_id in item_ids)
+
+    def test_every_code_is_described(self) -> None:
+        assert all(demo.description for demo in DEMO_CODES)
+
+
+class TestProtocol:
+    """The conventions every endpoint shares (tiktok-business-api.md section 1)."""
+
+    async def test_a_path_without_its_trailing_slash_is_a_plain_404(self, sandbox_http: httpx.AsyncClient) -> None:
+        response = await sandbox_http.get(
+            f"{API}/info",
+            params={"advertiser_id": ADVERTISER_ID, "auth_code": "#SBX+video/30d="},
+            headers={"Access-Token": ACCESS_TOKEN},
+        )
+        assert response.status_code == 404
+        assert "application/json" not in response.headers.get("content-type", "")
+
+    async def test_the_client_sees_a_404_as_a_rejection_without_a_problem(
+        self, sandbox_http: httpx.AsyncClient
+    ) -> None:
+        client = TikTokClient(sandbox_http, base_url="http://127.0.0.1:8001/no_such_api/")
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await info(client, "#SBX+video/30d=")
+        assert (caught.value.http_status, caught.value.problem) == (404, None)
+
+    async def test_every_answer_is_an_envelope_with_a_request_id(self, sandbox_http: httpx.AsyncClient) -> None:
+        ok = await sandbox_http.get(
+            f"{API}/info/",
+            params={"advertiser_id": ADVERTISER_ID, "auth_code": "#SBX+video/30d="},
+            headers={"Access-Token": ACCESS_TOKEN},
+        )
+        refused = await sandbox_http.get(
+            f"{API}/info/", params={"advertiser_id": ADVERTISER_ID, "auth_code": "#SBX+nothing/here="}
+        )
+        for response in (ok, refused):
+            body = response.json()
+            assert response.status_code == 200
+            assert set(body) == {"code", "message", "request_id", "data"}
+            assert body["request_id"]
+        assert ok.json()["code"] == 0
+        assert refused.json()["code"] == 40104  # no Access-Token header
+        assert ok.json()["request_id"] != refused.json()["request_id"]
+
+    async def test_an_unencoded_plus_does_not_find_the_code(self, sandbox_http: httpx.AsyncClient) -> None:
+        """What a client that forgot to URL-encode would see: `+` read as a space."""
+        response = await sandbox_http.get(
+            f"{API}/info/?advertiser_id={ADVERTISER_ID}&auth_code=%23SBX+video%2F30d%3D",
+            headers={"Access-Token": ACCESS_TOKEN},
+        )
+        assert response.json()["code"] == 40007
+
+    async def test_the_client_finds_a_code_with_every_special_character(self, tiktok: TikTokClient) -> None:
+        post = await info(tiktok, "#SBX+video/30d=")
+        assert post.item_id == item_id_of("#SBX+video/30d=")
+
+    @pytest.mark.parametrize(("token", "code"), [("expired-token", 40102), ("invalid-token", 40105), ("", 40104)])
+    async def test_bad_tokens_are_refused(self, tiktok: TikTokClient, token: str, code: int) -> None:
+        with pytest.raises(TikTokAccessTokenInvalid) as caught:
+            await info(tiktok, "#SBX+video/30d=", token=token)
+        assert caught.value.code == code
+
+    async def test_a_missing_token_header_is_40104(self, sandbox_http: httpx.AsyncClient) -> None:
+        response = await sandbox_http.post(f"{API}/authorize/", json={"advertiser_id": ADVERTISER_ID})
+        assert response.json()["code"] == 40104
+
+    async def test_an_advertiser_id_that_is_not_digits_is_invalid(self, tiktok: TikTokClient) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await info(tiktok, "#SBX+video/30d=", advertiser="act_123")
+        assert caught.value.code == 40002
+        assert caught.value.problem is None
+
+    async def test_an_advertiser_that_does_not_exist_is_40300(self, tiktok: TikTokClient) -> None:
+        with pytest.raises(TikTokPermissionDenied) as caught:
+            await info(tiktok, "#SBX+video/30d=", advertiser="4030000000000000000")
+        assert caught.value.code == 40300
+
+    async def test_missing_parameters_are_40002(self, sandbox_http: httpx.AsyncClient) -> None:
+        headers = {"Access-Token": ACCESS_TOKEN}
+        no_code = await sandbox_http.get(f"{API}/info/", params={"advertiser_id": ADVERTISER_ID}, headers=headers)
+        no_advertiser = await sandbox_http.get(f"{API}/info/", params={"auth_code": "#SBX+video/30d="}, headers=headers)
+        no_item = await sandbox_http.post(f"{API}/unbind/", json={"advertiser_id": ADVERTISER_ID}, headers=headers)
+        not_json = await sandbox_http.post(f"{API}/authorize/", content=b"advertiser_id=1", headers=headers)
+        assert [r.json()["code"] for r in (no_code, no_advertiser, no_item, not_json)] == [40002] * 4
+
+    @pytest.mark.parametrize("page_size", [0, 51, -1])
+    async def test_page_size_outside_1_to_50_is_refused(self, tiktok: TikTokClient, page_size: int) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await tiktok.list_posts(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, page_size=page_size)
+        assert caught.value.code == 40002
+
+    @pytest.mark.parametrize("page_size", [1, 50])
+    async def test_page_size_1_and_50_are_accepted(self, tiktok: TikTokClient, page_size: int) -> None:
+        page = await tiktok.list_posts(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, page_size=page_size)
+        assert page.page_size == page_size
+
+    @pytest.mark.parametrize("item_types", ["VIDEO", '["VIDEO", "STORY"]', '{"a": 1}'])
+    async def test_item_types_must_be_a_json_list_of_known_types(
+        self, sandbox_http: httpx.AsyncClient, item_types: str
+    ) -> None:
+        response = await sandbox_http.get(
+            f"{API}/list/",
+            params={"advertiser_id": ADVERTISER_ID, "item_types": item_types},
+            headers={"Access-Token": ACCESS_TOKEN},
+        )
+        assert response.json()["code"] == 40002
+
+
+class TestInfo:
+    """`tt_video/info` for each kind of seeded code; it answers whether or not the code was applied."""
+
+    @pytest.mark.parametrize(
+        ("code", "days"),
+        [("#SBX+video/7d=", 7), ("#SBX+video/30d=", 30), ("#SBX+video/60d=", 60), ("#SBX+video/365d=", 365)],
+    )
+    async def test_windows_start_a_day_ago_and_last_the_creators_choice(
+        self, tiktok: TikTokClient, code: str, days: int
+    ) -> None:
+        """D3: the window is what TikTok reports; the 365-day code answers in ISO form."""
+        post = await info(tiktok, code)
+        assert post.auth_start_at == SANDBOX_EPOCH - timedelta(days=1)
+        assert post.auth_end_at == post.auth_start_at + timedelta(days=days)
+        assert post.ad_auth_status == "AUTHORIZED"
+        assert post.status is PostStatus.public
+        assert post.identity_type == "AUTH_CODE"
+
+    async def test_a_carousel_has_no_video_info(self, tiktok: TikTokClient) -> None:
+        post = await info(tiktok, "#SBX+carousel/30d=")
+        assert post.item_type is ItemType.carousel
+        assert post.duration_seconds is None
+
+    async def test_private_and_friends_only_posts_are_described(self, tiktok: TikTokClient) -> None:
+        """D5: the service warns about these; TikTok accepts them."""
+        private = await info(tiktok, "#SBX+visibility/private=")
+        friends = await info(tiktok, "#SBX+visibility/friends-only=")
+        assert (private.status, private.raw_status) == (PostStatus.private, "ONLY_AUTHOR_SEE")
+        assert (friends.status, friends.raw_status) == (PostStatus.friends_only, "STATUS_ONLY_FRIEND_SEE")
+
+    async def test_an_expired_code_can_be_an_error(self, tiktok: TikTokClient) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await info(tiktok, "#SBX+expired/error=")
+        assert (caught.value.code, caught.value.problem) == (40002, SparkCodeProblem.auth_code_expired)
+
+    async def test_an_expired_code_can_be_a_post_with_a_past_window(self, tiktok: TikTokClient) -> None:
+        post = await info(tiktok, "#SBX+expired/status=")
+        assert post.ad_auth_status == "EXPIRED"
+        assert post.auth_end_at is not None
+        assert post.auth_end_at < SANDBOX_EPOCH
+
+    @pytest.mark.parametrize("code", ["#SBX+code/deleted=", "#SBX+never/issued="])
+    async def test_a_deleted_or_unknown_code_is_not_found(self, tiktok: TikTokClient, code: str) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await info(tiktok, code)
+        assert (caught.value.code, caught.value.problem) == (40007, SparkCodeProblem.auth_code_not_found)
+        assert "auth_code_not_found" in caught.value.message
+
+    async def test_a_malformed_code_is_a_format_error(self, tiktok: TikTokClient) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await info(tiktok, "#SBX+code/format-error=")
+        assert (caught.value.code, caught.value.problem) == (40002, SparkCodeProblem.auth_code_invalid)
+
+    @pytest.mark.parametrize(
+        ("code", "status"),
+        [
+            ("#SBX+post/deleted=", PostStatus.deleted),
+            ("#SBX+post/banned=", PostStatus.banned),
+            ("#SBX+post/removed=", PostStatus.removed),
+        ],
+    )
+    async def test_unusable_posts_are_described_with_their_status(
+        self, tiktok: TikTokClient, code: str, status: PostStatus
+    ) -> None:
+        """D8: info reports them; refusing is the service's decision (and authorize's)."""
+        assert (await info(tiktok, code)).status is status
+
+    @pytest.mark.parametrize(("code", "seconds"), [("#SBX+duration/900s=", 900.0), ("#SBX+duration/600s=", 600.0)])
+    async def test_durations_around_the_limit(self, tiktok: TikTokClient, code: str, seconds: float) -> None:
+        """D9: the limit is the service's policy; the sandbox just reports."""
+        assert (await info(tiktok, code)).duration_seconds == seconds
+
+    async def test_duets_and_stitches_point_at_their_originals(self, tiktok: TikTokClient) -> None:
+        """D12."""
+        duet = await info(tiktok, "#SBX+duet/secondary=")
+        stitch = await info(tiktok, "#SBX+stitch/secondary=")
+        multi = await info(tiktok, "#SBX+duet/multi-level=")
+        carousel_duet = await info(tiktok, "#SBX+duet/carousel=")
+        mentions = await info(tiktok, "#SBX+mentions/two=")
+        assert duet.duet_original_item_id == DUET_ORIGINAL_ITEM_ID == item_id_of("#SBX+duet/original=")
+        assert stitch.stitch_original_item_id == STITCH_ORIGINAL_ITEM_ID == item_id_of("#SBX+stitch/original=")
+        assert (multi.is_multi_duet_stitch, multi.duet_original_item_id) == (True, DUET_ITEM_ID)
+        assert (carousel_duet.item_type, carousel_duet.original_item_id) == (ItemType.carousel, DUET_ORIGINAL_ITEM_ID)
+        assert len(mentions.mentioned_item_ids) == 2
+
+    async def test_a_7_day_window_expires_on_the_sandbox_clock(self, tiktok: TikTokClient, clock: Clock) -> None:
+        clock.advance(timedelta(days=6, seconds=1))
+        assert (await info(tiktok, "#SBX+video/7d=")).ad_auth_status == "EXPIRED"
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await authorize(tiktok, "#SBX+video/7d=")
+        assert caught.value.problem is SparkCodeProblem.auth_code_expired
+
+
+class TestFaults:
+    """The fault codes, through the client's retries (the autouse fixture removes the waits)."""
+
+    async def test_flaky_fails_twice_then_answers(self, tiktok: TikTokClient, sent: list[httpx.Request]) -> None:
+        post = await info(tiktok, "#SBX+fault/flaky=")
+        assert post.item_id == item_id_of("#SBX+fault/flaky=")
+        assert len(sent) == 3
+
+    async def test_flaky_fails_only_the_first_two_calls_of_a_sandbox(
+        self, tiktok: TikTokClient, sent: list[httpx.Request]
+    ) -> None:
+        await info(tiktok, "#SBX+fault/flaky=")
+        await info(tiktok, "#SBX+fault/flaky=")
+        assert len(sent) == 4
+
+    async def test_flaky_with_fewer_attempts_surfaces_the_system_error(self, sandbox_http: httpx.AsyncClient) -> None:
+        client = TikTokClient(sandbox_http, base_url=BASE_URL, max_attempts=2)
+        with pytest.raises(TikTokUnavailable) as caught:
+            await info(client, "#SBX+fault/flaky=")
+        assert caught.value.code == 50000
+
+    async def test_rate_limited_is_retried_then_raised(self, tiktok: TikTokClient, sent: list[httpx.Request]) -> None:
+        with pytest.raises(TikTokRateLimited) as caught:
+            await info(tiktok, "#SBX+fault/rate-limited=")
+        assert caught.value.code == 40100
+        assert "QPS limit" in caught.value.message
+        assert len(sent) == 4
+
+    async def test_system_error_is_unavailable(self, tiktok: TikTokClient, sent: list[httpx.Request]) -> None:
+        with pytest.raises(TikTokUnavailable) as caught:
+            await authorize(tiktok, "#SBX+fault/system-error=")
+        assert caught.value.code == 50000
+        assert len(sent) == 4
+
+    async def test_malformed_is_a_bad_response_after_the_retries(
+        self, tiktok: TikTokClient, sent: list[httpx.Request]
+    ) -> None:
+        with pytest.raises(TikTokBadResponse):
+            await info(tiktok, "#SBX+fault/malformed=")
+        assert len(sent) == 4
+
+    async def test_http_503_with_html_is_unavailable(self, tiktok: TikTokClient, sent: list[httpx.Request]) -> None:
+        with pytest.raises(TikTokUnavailable) as caught:
+            await info(tiktok, "#SBX+fault/http-503=")
+        assert caught.value.http_status == 503
+        assert len(sent) == 4
+
+    async def test_slow_is_cut_by_the_deadline(self, sandbox_http: httpx.AsyncClient) -> None:
+        """The sandbox would answer after 30 s; the client gives up at its deadline, not the sandbox's pace."""
+        client = TikTokClient(sandbox_http, base_url=BASE_URL, deadline_seconds=0.2)
+        with pytest.raises(TikTokTimeout, match="deadline"):
+            await info(client, "#SBX+fault/slow=")
+
+    async def test_slow_answers_when_given_the_time(self, clock: Clock) -> None:
+        app = create_sandbox_app(slow_seconds=0.01, now=clock)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
+            client = TikTokClient(http, base_url=BASE_URL)
+            post = await info(client, "#SBX+fault/slow=")
+        assert post.item_id == item_id_of("#SBX+fault/slow=")
+
+
+class TestAuthorizeListUnbind:
+    """Applying codes (D2, D12), reading them back, and un-authorizing (D16)."""
+
+    async def test_authorize_binds_and_list_shows_the_post(self, tiktok: TikTokClient) -> None:
+        assert await bound_item_ids(tiktok) == []
+        await authorize(tiktok, "#SBX+video/30d=")
+        page = await tiktok.list_posts(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN)
+        assert [post.item_id for post in page.posts] == [item_id_of("#SBX+video/30d=")]
+        assert (page.page, page.total_number, page.total_page) == (1, 1, 1)
+        assert page.posts[0].auth_end_at == SANDBOX_EPOCH + timedelta(days=29)
+
+    async def test_applying_a_code_again_is_the_same_authorization(self, tiktok: TikTokClient) -> None:
+        """D2."""
+        await authorize(tiktok, "#SBX+video/30d=")
+        await authorize(tiktok, "#SBX+video/30d=")
+        assert await bound_item_ids(tiktok) == [item_id_of("#SBX+video/30d=")]
+
+    async def test_bindings_belong_to_one_advertiser(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, "#SBX+video/30d=")
+        assert await bound_item_ids(tiktok, advertiser=OTHER_ADVERTISER_ID) == []
+
+    async def test_list_entries_carry_the_code_the_post_was_bound_with(
+        self, tiktok: TikTokClient, sandbox_http: httpx.AsyncClient
+    ) -> None:
+        """As in TikTok's example; the client reads past it."""
+        await authorize(tiktok, "#SBX+carousel/30d=")
+        response = await sandbox_http.get(
+            f"{API}/list/", params={"advertiser_id": ADVERTISER_ID}, headers={"Access-Token": ACCESS_TOKEN}
+        )
+        (entry,) = response.json()["data"]["list"]
+        assert entry["item_info"]["auth_code"] == "#SBX+carousel/30d="
+        assert entry["video_info"] is None
+        assert set(entry) == {"item_info", "auth_info", "video_info", "user_info"}
+
+    @pytest.mark.parametrize("code", ["#SBX+duration/900s=", "#SBX+duration/600s=", "#SBX+visibility/private="])
+    async def test_tiktok_accepts_what_only_the_service_refuses(self, tiktok: TikTokClient, code: str) -> None:
+        """D9, D5: TikTok has no duration limit and authorizes private videos."""
+        await authorize(tiktok, code)
+        assert await bound_item_ids(tiktok) == [item_id_of(code)]
+
+    @pytest.mark.parametrize(
+        ("code", "problem"),
+        [
+            ("#SBX+expired/error=", SparkCodeProblem.auth_code_expired),
+            ("#SBX+expired/status=", SparkCodeProblem.auth_code_expired),
+            ("#SBX+code/deleted=", SparkCodeProblem.auth_code_not_found),
+            ("#SBX+never/issued=", SparkCodeProblem.auth_code_not_found),
+            ("#SBX+code/format-error=", SparkCodeProblem.auth_code_invalid),
+            ("#SBX+post/deleted=", SparkCodeProblem.post_deleted),
+            ("#SBX+post/removed=", SparkCodeProblem.post_deleted),
+            ("#SBX+post/banned=", SparkCodeProblem.post_banned),
+            ("#SBX+duet/multi-level=", SparkCodeProblem.multi_level_duet_stitch),
+            ("#SBX+duet/carousel=", SparkCodeProblem.carousel_duet_not_supported),
+            ("#SBX+mentions/two=", SparkCodeProblem.mentions_multiple_videos),
+        ],
+    )
+    async def test_authorize_refuses_with_the_problem_named(
+        self, tiktok: TikTokClient, code: str, problem: SparkCodeProblem
+    ) -> None:
+        """D8, D12, D3."""
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await authorize(tiktok, code, "#SBX+duet/original=")
+        assert caught.value.problem is problem
+        assert await bound_item_ids(tiktok) == []
+
+    async def test_a_post_mentioning_one_video_is_accepted(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, "#SBX+mentions/one=")
+        assert await bound_item_ids(tiktok) == [item_id_of("#SBX+mentions/one=")]
+
+    @pytest.mark.parametrize("secondary", ["#SBX+duet/secondary=", "#SBX+stitch/secondary="])
+    async def test_a_duet_or_stitch_without_the_original_code_is_refused(
+        self, tiktok: TikTokClient, secondary: str
+    ) -> None:
+        """D12: the service asks for the primary creator's code when it is missing."""
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await authorize(tiktok, secondary)
+        assert caught.value.problem is SparkCodeProblem.original_post_code_required
+
+    @pytest.mark.parametrize(
+        ("secondary", "wrong"),
+        [
+            ("#SBX+duet/secondary=", "#SBX+original/unrelated="),
+            ("#SBX+duet/secondary=", "#SBX+stitch/original="),
+            ("#SBX+stitch/secondary=", "#SBX+duet/original="),
+            ("#SBX+duet/secondary=", "#SBX+never/issued="),
+        ],
+    )
+    async def test_a_duet_or_stitch_with_another_posts_code_is_refused(
+        self, tiktok: TikTokClient, secondary: str, wrong: str
+    ) -> None:
+        """D12: the primary's code must belong to the original post."""
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await authorize(tiktok, secondary, wrong)
+        assert caught.value.problem is SparkCodeProblem.original_post_code_mismatch
+        assert await bound_item_ids(tiktok) == []
+
+    @pytest.mark.parametrize(
+        ("secondary", "original"),
+        [("#SBX+duet/secondary=", "#SBX+duet/original="), ("#SBX+stitch/secondary=", "#SBX+stitch/original=")],
+    )
+    async def test_a_duet_or_stitch_with_the_right_code_binds_both_posts(
+        self, tiktok: TikTokClient, secondary: str, original: str
+    ) -> None:
+        await authorize(tiktok, secondary, original)
+        assert await bound_item_ids(tiktok) == [item_id_of(secondary), item_id_of(original)]
+
+    async def test_codes_in_the_wrong_order_authorize_only_the_original(self, tiktok: TikTokClient) -> None:
+        """D12: TikTok wants the secondary's code first; putting them in order is the service's job. Sent the
+        other way round, the original is authorized alone and the Duet is not."""
+        await authorize(tiktok, "#SBX+duet/original=", "#SBX+duet/secondary=")
+        assert await bound_item_ids(tiktok) == [DUET_ORIGINAL_ITEM_ID]
+
+    async def test_list_filters_by_type_and_keyword(self, tiktok: TikTokClient) -> None:
+        for code in ("#SBX+video/30d=", "#SBX+video/30d-b=", "#SBX+carousel/30d="):
+            await authorize(tiktok, code)
+        assert await bound_item_ids(tiktok, item_types=[ItemType.carousel]) == [item_id_of("#SBX+carousel/30d=")]
+        assert len(await bound_item_ids(tiktok, item_types=[ItemType.video])) == 2
+        assert await bound_item_ids(tiktok, keyword="PASTA") == [item_id_of("#SBX+video/30d-b=")]
+        exact = item_id_of("#SBX+video/30d=")
+        assert await bound_item_ids(tiktok, keyword=exact) == [exact]
+        assert await bound_item_ids(tiktok, keyword=exact[:-1]) == []
+
+    async def test_list_paginates(self, tiktok: TikTokClient) -> None:
+        codes = ["#SBX+video/7d=", "#SBX+video/30d=", "#SBX+video/60d=", "#SBX+video/365d=", "#SBX+carousel/30d="]
+        for code in codes:
+            await authorize(tiktok, code)
+        pages = [
+            await tiktok.list_posts(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, page=n, page_size=2)
+            for n in (1, 2, 3, 4)
+        ]
+        assert [len(page.posts) for page in pages] == [2, 2, 1, 0]
+        assert all((page.total_number, page.total_page) == (5, 3) for page in pages)
+        assert [post.item_id for page in pages for post in page.posts] == [item_id_of(code) for code in codes]
+
+    async def test_unbind_removes_the_binding(self, tiktok: TikTokClient) -> None:
+        """D16."""
+        await authorize(tiktok, "#SBX+video/30d=")
+        await authorize(tiktok, "#SBX+video/60d=")
+        await tiktok.unbind(
+            advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, item_id=item_id_of("#SBX+video/30d=")
+        )
+        assert await bound_item_ids(tiktok) == [item_id_of("#SBX+video/60d=")]
+
+    async def test_unbinding_what_is_not_bound_is_not_found(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, "#SBX+video/30d=")
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await tiktok.unbind(
+                advertiser_id=OTHER_ADVERTISER_ID, access_token=ACCESS_TOKEN, item_id=item_id_of("#SBX+video/30d=")
+            )
+        assert (caught.value.code, caught.value.problem) == (40007, None)
+
+    async def test_each_sandbox_starts_empty(self, tiktok: TikTokClient, clock: Clock) -> None:
+        await authorize(tiktok, "#SBX+video/30d=")
+        fresh: Starlette = create_sandbox_app(now=clock)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fresh)) as http:
+            other = TikTokClient(http, base_url=BASE_URL)
+            assert await bound_item_ids(other) == []
+
+
+class TestSandboxLogs:
+    async def test_the_sandbox_logs_no_code_or_token(self, tiktok: TikTokClient) -> None:
+        with capture_logs() as events:
+            await info(tiktok, "#SBX+video/30d=")
+            await authorize(tiktok, "#SBX+duet/secondary=", "#SBX+duet/original=")
+            with pytest.raises(TikTokRequestRejected):
+                await info(tiktok, "#SBX+code/deleted=")
+        sandbox_events = [event for event in events if event["event"] == "sandbox.request"]
+        assert len(sandbox_events) == 3
+        logged = repr(events)
+        for secret in ("#SBX", "%23SBX", ACCESS_TOKEN):
+            assert secret not in logged
