@@ -46,6 +46,7 @@ class ProblemError(Exception):
     reason: ClassVar[str] = "bad_request"
     title: ClassVar[str] = "Bad request"
     retryable: ClassVar[bool] = False
+    retry_after_seconds: ClassVar[int | None] = None  # sent as Retry-After when set
 
     def __init__(self, detail: str | None = None, **extensions: Any) -> None:
         super().__init__(detail or self.title)
@@ -137,7 +138,11 @@ def _validation_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
 
 async def _handle_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.retry_after_seconds is not None:
+        headers["Retry-After"] = str(exc.retry_after_seconds)
     return problem_response(exc.to_problem(request.url.path), headers)
 
 

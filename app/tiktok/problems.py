@@ -51,6 +51,7 @@ class TikTokRateLimitedProblem(ProblemError):
     reason = "tiktok_rate_limited"
     title = "TikTok's rate limit was reached; try again shortly"
     retryable = True
+    retry_after_seconds = 1  # TikTok's QPS limits reset every second
 
 
 class TikTokUnavailableProblem(ProblemError):

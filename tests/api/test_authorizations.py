@@ -102,6 +102,23 @@ class TestApplyCode:
         assert len(transport.paths) == calls_after_first
         assert await count_rows(db, "authorizations") == 1
 
+    async def test_a_new_code_for_an_authorized_post_renews_the_same_authorization(
+        self, counted: Any, db: AsyncEngine
+    ) -> None:
+        """D2: the authorization is (ad account, post); the new code's window is TikTok's new report."""
+        client, transport = counted
+        first = await apply(client, VIDEO_30D)
+        renewed = await apply(client, "#SBX+video/30d-renewed=")
+        assert (first.status_code, renewed.status_code) == (201, 200)
+        assert renewed.json()["id"] == first.json()["id"]
+        assert renewed.json()["code_hint"] == "…wed="
+        assert _parse(renewed.json()["auth_end_at"]) - _parse(renewed.json()["auth_start_at"]) == timedelta(days=60)
+        assert transport.count("authorize") == 2
+        assert await count_rows(db, "authorizations") == 1
+        # The old code now finds the same authorization too, from TikTok (its fingerprint was replaced).
+        again = await apply(client, VIDEO_30D)
+        assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+
     async def test_concurrent_applies_of_one_code_make_one_authorization_and_one_tiktok_apply(
         self, counted: Any, db: AsyncEngine
     ) -> None:
@@ -325,8 +342,11 @@ class TestTikTokFaults:
         self, counted: Any, db: AsyncEngine, code: str, status: int, reason: str
     ) -> None:
         client, transport = counted
-        problem = assert_problem(await apply(client, code), status, reason)
+        response = await apply(client, code)
+        problem = assert_problem(response, status, reason)
         assert problem["retryable"] is True
+        if reason == "tiktok_rate_limited":
+            assert response.headers["retry-after"] == "1"
         assert await count_rows(db, "authorizations") == 0
         if reason != "tiktok_timeout":
             assert transport.count("info") == 3  # every attempt was made (fast_retries: 3 attempts)

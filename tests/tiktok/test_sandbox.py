@@ -74,8 +74,12 @@ class TestSeed:
             assert code.endswith("=")
 
     def test_item_ids_are_stable_digit_strings_and_unique(self) -> None:
-        item_ids = [demo.post.item_id for demo in DEMO_CODES if demo.post is not None]
+        item_ids = [demo.post.item_id for demo in DEMO_CODES if demo.post is not None and demo.renews is None]
         assert len(item_ids) == len(set(item_ids))
+        renewals = [demo for demo in DEMO_CODES if demo.renews is not None]
+        assert renewals, "the sandbox should offer a second code for an authorized post (D2)"
+        for demo in renewals:
+            assert demo.post == demo_code(demo.renews).post
         assert all(item_id.isdigit() and len(item_id) == 19 for item_id in item_ids)
 
     def test_every_code_is_described(self) -> None:

@@ -118,7 +118,7 @@ class Sandbox:
 
         bound = self.bindings.setdefault(advertiser_id, {})
         # Applying a code again is the same authorization (D2): keep the first binding as it was.
-        bound.setdefault(post.item_id, _Binding(code, demo))
+        bound[post.item_id] = _Binding(code, demo)  # a later code for the same post replaces the earlier one
         if original is not None and original.post is not None:
             bound.setdefault(original.post.item_id, _Binding(original.code, original))
         return {}

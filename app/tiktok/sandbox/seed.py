@@ -58,6 +58,7 @@ class DemoCode:
     behaviour: Behaviour = Behaviour.valid
     window_days: int = 30  # the creator's chosen window; starts a day before the sandbox's clock
     iso_times: bool = False  # answer times as ISO "...T...Z" (one official example does) instead of "Y-m-d H:M:S"
+    renews: str | None = None  # another demo code for the same post, which this later code replaces
 
 
 # Item ids of posts other posts point at.
@@ -87,6 +88,13 @@ DEMO_CODES: tuple[DemoCode, ...] = (
         "valid public video, 30-day window",
         DemoPost(VIDEO_30D_ITEM_ID, "Unboxing the new trail shoes", _ANA, duration=45.0),
         window_days=30,
+    ),
+    DemoCode(
+        "#SBX+video/30d-renewed=",
+        "a later code from the same creator for the same post as #SBX+video/30d=, 60-day window (D2: same authorization)",
+        DemoPost(VIDEO_30D_ITEM_ID, "Unboxing the new trail shoes", _ANA, duration=45.0),
+        window_days=60,
+        renews="#SBX+video/30d=",
     ),
     DemoCode(
         "#SBX+video/30d-b=",
