@@ -17,6 +17,7 @@ import os
 import secrets
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -42,8 +43,11 @@ SAMPLE_ACCESS_TOKEN = "sandbox-token"  # noqa: S105 - the sandbox takes any
 # A few codes the sandbox accepts, then one it refuses; the first is the one the curl example applies.
 DEMO_CODES_SHOWN = ("#SBX+video/30d=", "#SBX+video/60d=", "#SBX+carousel/30d=", "#SBX+expired/error=")
 
-# SIGHUP too: closing the terminal must not leave Postgres running in the background.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# SIGHUP too, so that closing the terminal does not leave Postgres running; but not under `nohup`, which
+# ignores it precisely so that the run survives the terminal. Read at import, before anything changes it.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
+    () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+)
 
 SECRET_GENERATORS: dict[str, Callable[[], str]] = {
     "BOOTSTRAP_API_KEY": lambda: "sa_dev_" + secrets.token_urlsafe(32),
@@ -90,6 +94,7 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = _port_from_env("PORT", 8000)
     sandbox_port = _port_from_env("SANDBOX_PORT", port + 1)
+    _refuse_busy_ports({"PORT": (host, port), "SANDBOX_PORT": ("127.0.0.1", sandbox_port)})
     _provide_dev_secrets(data_dir / SECRETS_FILE_NAME)
 
     postgres: Any = None
@@ -104,9 +109,7 @@ def main() -> int:
         if use_sandbox:
             os.environ["TIKTOK_API_BASE_URL"] = f"http://127.0.0.1:{sandbox_port}/open_api/"
             logging.getLogger("uvicorn.access").addFilter(_HideSandboxRequests())
-            sandbox = uvicorn.Config(
-                create_sandbox_app(), host="127.0.0.1", port=sandbox_port, log_config=None
-            )
+            sandbox = uvicorn.Config(create_sandbox_app(), host="127.0.0.1", port=sandbox_port, log_config=None)
             servers.append(_Server(sandbox))
         # The API comes last so that the settings it reads at import time are all in place.
         servers.append(_Server(uvicorn.Config("app.main:app", host=host, port=port, log_config=None)))
@@ -121,9 +124,6 @@ def main() -> int:
     except KeyboardInterrupt:
         # Ctrl-C (or SIGTERM) before the servers were up: stopping is what was asked for, not a failure.
         return 0
-    except subprocess.CalledProcessError as exc:
-        log.error("devserver.migrations.failed", returncode=exc.returncode)
-        return 1
     finally:
         if postgres is not None:
             # Stopping already: a second Ctrl-C must not leave Postgres half-stopped.
@@ -163,6 +163,18 @@ def _port_from_env(name: str, default: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise SystemExit(f"{name} must be a port number, not {raw!r}")
     return int(raw)
+
+
+def _refuse_busy_ports(addresses: dict[str, tuple[str, int]]) -> None:
+    # Checked before Postgres starts: a port in use is the likeliest failure, and worth one clear sentence.
+    for name, (host, port) in addresses.items():
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                message = f"{host}:{port} is not free ({exc.strerror}): choose another with {name}=..."
+                raise SystemExit(message) from None
 
 
 def _display_host(host: str) -> str:
@@ -250,11 +262,17 @@ def _is_alive(pid: int) -> bool:
 def _migrate() -> None:
     # A child process, so that Alembic's logging setup and its own event loop stay out of this one.
     log.info("devserver.migrations.running")
-    subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
+    result = subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
         [sys.executable, "-m", "alembic", "-c", str(REPO_ROOT / "alembic.ini"), "upgrade", "head"],
         cwd=REPO_ROOT,
-        check=True,
+        check=False,
     )
+    if result.returncode < 0:
+        # Killed by a signal: the same Ctrl-C from the terminal reached it too, and it is ours to handle.
+        raise KeyboardInterrupt
+    if result.returncode != 0:
+        log.error("devserver.migrations.failed", returncode=result.returncode)
+        raise SystemExit(1)
 
 
 async def _serve(servers: Sequence[uvicorn.Server], banner: str) -> int:
@@ -273,7 +291,7 @@ async def _serve(servers: Sequence[uvicorn.Server], banner: str) -> int:
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal)
     try:
-        tasks = [asyncio.create_task(server.serve()) for server in servers]
+        tasks = [asyncio.create_task(_serve_one(server)) for server in servers]
         while not signalled and not any(task.done() for task in tasks):
             if all(server.started for server in servers):
                 print(banner, flush=True)
@@ -288,6 +306,15 @@ async def _serve(servers: Sequence[uvicorn.Server], banner: str) -> int:
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
     return 0 if signalled else 1
+
+
+async def _serve_one(server: uvicorn.Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit:
+        # uvicorn exits the process when it cannot start (it has logged why). Here that would skip the other
+        # server's shutdown: return instead, and `_serve` stops the other.
+        server.should_exit = True
 
 
 def _banner(*, base_url: str, data_dir: Path, embedded_postgres: bool, use_sandbox: bool) -> str:
@@ -309,8 +336,8 @@ def _banner(*, base_url: str, data_dir: Path, embedded_postgres: bool, use_sandb
         width = max((len(demo.code) for demo in shown), default=0)
         lines += [
             "",
-            "  Sample ad account (in the sandbox any all-digit id works, and any token but the broken ones):",
-            f"    tiktok_advertiser_id {SAMPLE_ADVERTISER_ID}, access_token {SAMPLE_ACCESS_TOKEN}",
+            f"  Sample ad account: tiktok_advertiser_id {SAMPLE_ADVERTISER_ID}, access_token {SAMPLE_ACCESS_TOKEN}",
+            "    (the sandbox takes any all-digit id, and any token but expired-token and invalid-token)",
             "",
             "  Demo codes (all of them are in the README):",
             *(f"    {demo.code:<{width}}  {demo.description}" for demo in shown),

@@ -21,7 +21,10 @@ class AdvertiserCreate(BaseModel):
         repr=False,
         description="The advertiser's TikTok access token. Stored encrypted, never returned.",
     )
-    name: str | None = Field(default=None, max_length=200, description="A name people recognise.")
+    # No control characters: a name is one line of text (and Postgres refuses NUL in text).
+    name: str | None = Field(
+        default=None, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$", description="A name people recognise."
+    )
 
 
 class AdvertiserRead(BaseModel):

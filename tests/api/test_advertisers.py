@@ -73,6 +73,7 @@ class TestRegisterAdvertiser:
             {"tiktok_advertiser_id": 7000000000000000001, "access_token": "t"},
             {"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "t", "extra": 1},
             {"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "t", "name": "n" * 201},
+            {"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "t", "name": "nul\u0000byte"},
             [],
             "text",
         ],

@@ -7,6 +7,7 @@ HTTP to the app served by uvicorn on loopback, wired to the real test database a
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -93,6 +94,10 @@ async def _truncate(database_url: str) -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# Random exploration on a developer's machine (failures are kept in .hypothesis/ and replayed); the same examples
+# on every CI run, so that CI is reproducible.
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=bool(os.environ.get("CI"))
+)
 def test_every_answer_is_documented_and_none_is_a_500(case: Any, live_server: str) -> None:
     case.call_and_validate(base_url=live_server, headers={"Authorization": f"Bearer {API_KEY}"}, checks=_checks())

@@ -91,7 +91,7 @@ DEMO_CODES: tuple[DemoCode, ...] = (
     ),
     DemoCode(
         "#SBX+video/30d-renewed=",
-        "a later code from the same creator for the same post as #SBX+video/30d=, 60-day window (D2: same authorization)",
+        "a later code for the same post as #SBX+video/30d=, 60-day window (D2: the same authorization)",
         DemoPost(VIDEO_30D_ITEM_ID, "Unboxing the new trail shoes", _ANA, duration=45.0),
         window_days=60,
         renews="#SBX+video/30d=",

@@ -1,0 +1,78 @@
+# One command each: `make run` serves the API with everything it needs, `make test` runs the whole suite.
+# Needs only Python 3.11 and the package registry: the first target that needs the venv makes it.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# One venv for running and testing: simpler than two, and the dev tools do not change what `run` serves.
+# The stamp makes pip run again only when a requirements file changes. pip adds and changes packages but
+# never removes one that left the pins: `make clean` first for an exact venv.
+STAMP := $(VENV)/.requirements-installed
+REQUIREMENTS := requirements/main.txt requirements/dev.txt
+# pip-compile lives in a venv of its own, so that it and what it pulls in never mix with the locked packages.
+LOCK_VENV := $(VENV)/.lock-tools
+PIP_TOOLS_VERSION ?= 7.6.2
+PIP_COMPILE := $(abspath $(LOCK_VENV))/bin/pip-compile
+PIP_COMPILE_FLAGS := --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras --allow-unsafe
+# Extra arguments: `make test ARGS="-k foo"`, `make lock LOCK_ARGS="--upgrade"`.
+ARGS ?=
+LOCK_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test bench lint format lock openapi clean
+
+help:
+	@echo "make run      serve the API on http://127.0.0.1:8000 (embedded Postgres, TikTok sandbox, dev secrets)"
+	@echo "make test     run the whole test suite (ARGS=\"...\" is passed to pytest)"
+	@echo "make bench    time and memory of each operation as ratios to a baseline measured in the same run"
+	@echo "make lint     ruff, ruff format --check, mypy, hadolint"
+	@echo "make format   apply ruff's fixes and formatting"
+	@echo "make lock     recompile requirements/*.txt from requirements/*.in (LOCK_ARGS=--upgrade to upgrade)"
+	@echo "make openapi  regenerate openapi.yaml"
+	@echo "make clean    remove the venv and caches (keeps .data/, the development database and secrets)"
+
+venv: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(REQUIREMENTS) | $(PY)
+	$(PY) -m pip install --require-hashes -r requirements/main.txt -r requirements/dev.txt
+	touch $@
+
+run: $(STAMP)
+	$(PY) -m app.devserver
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.intake $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+$(LOCK_VENV)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install pip-tools==$(PIP_TOOLS_VERSION)
+
+# main.txt first: dev.in is constrained by it (`-c main.txt`), so both agree on every shared package.
+lock: $(LOCK_VENV)/bin/pip-compile
+	cd requirements && $(PIP_COMPILE) $(PIP_COMPILE_FLAGS) $(LOCK_ARGS) --output-file=main.txt main.in
+	cd requirements && $(PIP_COMPILE) $(PIP_COMPILE_FLAGS) $(LOCK_ARGS) --output-file=dev.txt dev.in
+
+# Through a temporary file, so that a failure leaves the committed document as it was.
+openapi: $(STAMP)
+	$(PY) -m app.openapi > openapi.yaml.tmp || { rm -f openapi.yaml.tmp; exit 1; }
+	mv openapi.yaml.tmp openapi.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
