@@ -18,6 +18,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +140,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 async def db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     """The test database; every table is emptied after the test."""
     yield engine
-    async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE authorizations, advertisers, api_keys CASCADE"))
+    await truncate_all(engine)
 
 
 # --- the app --------------------------------------------------------------------------------------------------
@@ -198,9 +198,23 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture
-async def advertiser(client: httpx.AsyncClient) -> dict[str, Any]:
-    """A registered ad account (the sandbox accepts any digits and any ordinary token)."""
+@asynccontextmanager
+async def serving(settings: Settings, tiktok_transport: httpx.AsyncBaseTransport) -> AsyncIterator[httpx.AsyncClient]:
+    """Another app, started and wired to `tiktok_transport`, and a client holding the test API key."""
+    application = create_app(settings, tiktok_transport=tiktok_transport)
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application),
+            base_url="http://service.test",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as client,
+    ):
+        yield client
+
+
+async def register_advertiser(client: httpx.AsyncClient) -> dict[str, Any]:
+    """Register the test ad account (the sandbox accepts any digits and any ordinary token)."""
     response = await client.post(
         "/v1/advertisers",
         json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": ADVERTISER_TOKEN, "name": "Test brand"},
@@ -208,3 +222,14 @@ async def advertiser(client: httpx.AsyncClient) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+@pytest.fixture
+async def advertiser(client: httpx.AsyncClient) -> dict[str, Any]:
+    """A registered ad account."""
+    return await register_advertiser(client)
+
+
+async def truncate_all(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text("TRUNCATE authorizations, advertisers, api_keys CASCADE"))

@@ -17,10 +17,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.kit.crypto import SecretBox
-from app.main import create_app
 from app.tiktok.sandbox.app import create_sandbox_app
 from tests.api.helpers import CountingTransport, apply, assert_problem, count_rows, dump_database
-from tests.conftest import ADVERTISER_ID, API_KEY
+from tests.conftest import ADVERTISER_ID, register_advertiser, serving
 
 VIDEO_30D = "#SBX+video/30d="
 VIDEO_7D = "#SBX+video/7d="
@@ -39,20 +38,8 @@ def _parse(value: str) -> datetime:
 async def counted(settings: Any, db: AsyncEngine, fast_retries: None) -> Any:
     """An app whose calls to the sandbox are counted, with a client and a registered ad account."""
     transport = CountingTransport(httpx.ASGITransport(app=create_sandbox_app(slow_seconds=30.0)))
-    application = create_app(settings, tiktok_transport=transport)
-    async with (
-        application.router.lifespan_context(application),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=application),
-            base_url="http://service.test",
-            headers={"Authorization": f"Bearer {API_KEY}"},
-        ) as client,
-    ):
-        response = await client.post(
-            "/v1/advertisers",
-            json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "sandbox-token"},
-        )
-        assert response.status_code == 201
+    async with serving(settings, transport) as client:
+        await register_advertiser(client)
         transport.paths.clear()
         yield client, transport
 
@@ -236,16 +223,8 @@ class TestRefusals:
         self, settings: Any, sandbox: Any, db: AsyncEngine, fast_retries: None
     ) -> None:
         strict = settings.model_copy(update={"max_video_duration_seconds": 300.0})
-        application = create_app(strict, tiktok_transport=httpx.ASGITransport(app=sandbox))
-        async with (
-            application.router.lifespan_context(application),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=application),
-                base_url="http://service.test",
-                headers={"Authorization": f"Bearer {API_KEY}"},
-            ) as client,
-        ):
-            await client.post("/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "t"})
+        async with serving(strict, httpx.ASGITransport(app=sandbox)) as client:
+            await register_advertiser(client)
             assert_problem(await apply(client, "#SBX+duration/600s="), 422, "video_too_long")
 
     async def test_access_token_tiktok_no_longer_accepts(
@@ -369,16 +348,8 @@ class TestTikTokFaults:
                 )
             return await httpx.ASGITransport(app=sandbox).handle_async_request(request)
 
-        application = create_app(settings, tiktok_transport=httpx.MockTransport(refuse_authorize))
-        async with (
-            application.router.lifespan_context(application),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=application),
-                base_url="http://service.test",
-                headers={"Authorization": f"Bearer {API_KEY}"},
-            ) as client,
-        ):
-            await client.post("/v1/advertisers", json={"tiktok_advertiser_id": ADVERTISER_ID, "access_token": "t"})
+        async with serving(settings, httpx.MockTransport(refuse_authorize)) as client:
+            await register_advertiser(client)
             assert_problem(await apply(client, VIDEO_30D), 503, "tiktok_unavailable")
         assert await count_rows(db, "authorizations") == 0
 

@@ -21,13 +21,12 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.kit.settings import Settings
 from app.main import create_app
 from app.tiktok.sandbox.app import create_sandbox_app
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, truncate_all
 
 ROOT = Path(__file__).resolve().parents[2]
 schema = schemathesis.openapi.from_path(ROOT / "openapi.yaml")
@@ -87,8 +86,7 @@ def live_server(database_url: str) -> Iterator[str]:
 async def _truncate(database_url: str) -> None:
     engine = create_async_engine(database_url)
     try:
-        async with engine.begin() as connection:
-            await connection.execute(text("TRUNCATE authorizations, advertisers, api_keys CASCADE"))
+        await truncate_all(engine)
     finally:
         await engine.dispose()
 
