@@ -61,11 +61,11 @@ async def _measure(operation: Operation, rounds: int) -> tuple[float, int]:
 async def run(url: str, rounds: int) -> list[tuple[str, float, float, float]]:
     try:
         settings = Settings(
-            environment="test",  # type: ignore[arg-type]
+            environment="test",
             database_url=url,
             tiktok_api_base_url="https://sandbox.tiktok.invalid/open_api/",
-            bootstrap_api_key=API_KEY,  # type: ignore[arg-type]
-            encryption_keys=Fernet.generate_key().decode(),  # type: ignore[arg-type]
+            bootstrap_api_key=API_KEY,
+            encryption_keys=Fernet.generate_key().decode(),
             log_level="WARNING",
         )
         stamina.set_active(False)  # no retry is expected; never sleep inside a measurement

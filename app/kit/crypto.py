@@ -19,11 +19,18 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from app.kit.errors import ProblemError
+
 _FINGERPRINT_CONTEXT = b"spark-authorizations/fingerprint/v1"
 
 
-class DecryptionFailed(Exception):
-    """A stored secret could not be decrypted with any configured key (a key was removed too early)."""
+class DecryptionFailed(ProblemError):
+    """A stored secret could not be decrypted with any configured key: a key was removed from ENCRYPTION_KEYS
+    while values it encrypted were still stored. The operator's mistake, not the caller's: hence 500."""
+
+    status = 500
+    reason = "stored_secret_unreadable"
+    title = "A stored secret cannot be decrypted with the configured ENCRYPTION_KEYS"
 
 
 class SecretBox:

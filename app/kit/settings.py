@@ -120,10 +120,6 @@ class Settings(BaseSettings):
                 raise ValueError("ENCRYPTION_KEYS holds a key that is not random")
         return self
 
-    @property
-    def is_development(self) -> bool:
-        return self.environment is Environment.development
-
 
 @lru_cache
 def get_settings() -> Settings:
