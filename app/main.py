@@ -18,6 +18,7 @@ from app.kit.crypto import SecretBox
 from app.kit.db import create_engine, create_sessionmaker
 from app.kit.errors import NotAuthenticated, install_problem_handlers, problem_responses
 from app.kit.logging import configure_logging
+from app.kit.request_id import RequestIdMiddleware
 from app.kit.settings import LogFormat, Settings, get_settings
 from app.tiktok.client import TikTokClient
 
@@ -78,6 +79,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=problem_responses(NotAuthenticated))
     v1.include_router(advertisers_router)

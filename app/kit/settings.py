@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     @field_validator("tiktok_api_base_url")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL, e.g. https://business-api.tiktok.com/open_api/")
         return value if value.endswith("/") else value + "/"
 
     @model_validator(mode="after")

@@ -44,6 +44,10 @@ class TestSettings:
     def test_base_url_gets_its_trailing_slash(self) -> None:
         assert _settings(tiktok_api_base_url="https://x.test/open_api").tiktok_api_base_url.endswith("/open_api/")
 
+    def test_base_url_must_be_http(self) -> None:
+        with pytest.raises(ValidationError, match="http"):
+            _settings(tiktok_api_base_url="business-api.tiktok.com/open_api/")
+
     @pytest.mark.parametrize("key", ["not-base64!!", "c2hvcnQ=", ""])
     def test_malformed_encryption_keys_are_refused(self, key: str) -> None:
         with pytest.raises(ValidationError):
