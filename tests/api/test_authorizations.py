@@ -229,6 +229,24 @@ class TestRefusals:
             await register_advertiser(client)
             assert_problem(await apply(client, "#SBX+duration/600s="), 422, "video_too_long")
 
+    async def test_a_refusal_tiktok_does_not_explain_is_tiktok_rejected(
+        self, settings: Any, db: AsyncEngine, fast_retries: None
+    ) -> None:
+        sandbox = create_sandbox_app()
+
+        async def unknown_refusal(request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/tt_video/info/"):
+                body = {"code": 41999, "message": "Something new", "request_id": "r-41999", "data": {}}
+                return httpx.Response(200, json=body)
+            return await httpx.ASGITransport(app=sandbox).handle_async_request(request)
+
+        async with serving(settings, httpx.MockTransport(unknown_refusal)) as client:
+            await register_advertiser(client)
+            problem = assert_problem(await apply(client, VIDEO_30D), 422, "tiktok_rejected")
+        assert problem["tiktok"] == {"code": 41999, "message": "Something new", "request_id": "r-41999"}
+        assert problem["retryable"] is False
+        assert await count_rows(db, "authorizations") == 0
+
     async def test_access_token_tiktok_no_longer_accepts(
         self, app: FastAPI, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
     ) -> None:
