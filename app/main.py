@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from app.advertisers.routes import router as advertisers_router
 from app.api_keys import service as api_keys
 from app.api_keys.dependencies import require_api_key
+from app.api_keys.routes import router as api_keys_router
 from app.authorizations.routes import router as authorizations_router
 from app.health.routes import router as health_router
 from app.kit.crypto import SecretBox
@@ -82,6 +83,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=problem_responses(NotAuthenticated))
+    v1.include_router(api_keys_router)
     v1.include_router(advertisers_router)
     v1.include_router(authorizations_router)
     app.include_router(v1)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from tests.conftest import create_database, run_alembic
 
 
@@ -18,9 +21,6 @@ class TestMigrations:
         """`alembic check` is only worth running if it fails on a schema that differs from the models."""
         url = await create_database(postgres_server_url, f"spark_drift_{uuid.uuid4().hex[:8]}")
         assert run_alembic(url, "upgrade", "head").returncode == 0
-        from sqlalchemy import text
-        from sqlalchemy.ext.asyncio import create_async_engine
-
         engine = create_async_engine(url)
         try:
             async with engine.begin() as connection:
@@ -28,3 +28,18 @@ class TestMigrations:
         finally:
             await engine.dispose()
         assert run_alembic(url, "check").returncode != 0
+
+    async def test_bootstrap_key_from_before_0002_becomes_admin(self, postgres_server_url: str) -> None:
+        url = await create_database(postgres_server_url, f"spark_0002_{uuid.uuid4().hex[:8]}")
+        assert run_alembic(url, "upgrade", "0001").returncode == 0
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("INSERT INTO api_keys (id, name, key_hash) VALUES (gen_random_uuid(), 'bootstrap', '\\x01')")
+                )
+            assert run_alembic(url, "upgrade", "head").returncode == 0
+            async with engine.connect() as connection:
+                assert (await connection.execute(text("SELECT is_admin FROM api_keys"))).scalar_one() is True
+        finally:
+            await engine.dispose()

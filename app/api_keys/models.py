@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import LargeBinary, String
+from sqlalchemy import LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit.db import Base, IdMixin, TimestampMixin
@@ -15,4 +15,6 @@ class ApiKey(IdMixin, TimestampMixin, Base):
 
     name: Mapped[str] = mapped_column(String(200))
     key_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    # Admin keys manage keys; every key may use the rest of /v1. BOOTSTRAP_API_KEY is an admin key.
+    is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
     revoked_at: Mapped[datetime | None]

@@ -23,6 +23,7 @@ def _v1_operations() -> list[tuple[str, str]]:
         if path.startswith("/v1"):
             concrete = path.replace("{tiktok_advertiser_id}", "7000000000000000001")
             concrete = concrete.replace("{authorization_id}", str(uuid.uuid4()))
+            concrete = concrete.replace("{api_key_id}", str(uuid.uuid4()))
             assert "{" not in concrete, f"fill in the parameters of {path}"
             operations.extend((method.upper(), concrete) for method in methods)
     return operations
