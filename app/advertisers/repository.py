@@ -7,8 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.advertisers.models import Advertiser
 
 
-async def get_by_tiktok_id(session: AsyncSession, tiktok_advertiser_id: str) -> Advertiser | None:
+async def get_by_tiktok_id(
+    session: AsyncSession, tiktok_advertiser_id: str, *, for_update: bool = False
+) -> Advertiser | None:
     statement = select(Advertiser).where(Advertiser.tiktok_advertiser_id == tiktok_advertiser_id)
+    if for_update:
+        statement = statement.with_for_update()
     return (await session.execute(statement)).scalar_one_or_none()
 
 

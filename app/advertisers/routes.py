@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, status
 
 from app.advertisers import service
 from app.advertisers.errors import AdvertiserAlreadyExists, AdvertiserNotFound
-from app.advertisers.schemas import AdvertiserCreate, AdvertiserRead
+from app.advertisers.schemas import AccessTokenUpdate, AdvertiserCreate, AdvertiserRead
 from app.kit.db import DbSession
 from app.kit.deps import Secrets, TikTok
 from app.kit.errors import problem_responses
@@ -47,4 +47,23 @@ async def register_advertiser(
 )
 async def get_advertiser(tiktok_advertiser_id: AdvertiserIdPath, session: DbSession) -> AdvertiserRead:
     advertiser = await service.get(session, tiktok_advertiser_id=tiktok_advertiser_id)
+    return AdvertiserRead.model_validate(advertiser)
+
+
+@router.put(
+    "/{tiktok_advertiser_id}/access-token",
+    operation_id="reconnectAdvertiser",
+    summary="Replace an ad account's access token",
+    responses=problem_responses(AdvertiserNotFound, *TIKTOK_PROBLEMS),
+)
+async def reconnect_advertiser(
+    tiktok_advertiser_id: AdvertiserIdPath, body: AccessTokenUpdate, session: DbSession, tiktok: TikTok, box: Secrets
+) -> AdvertiserRead:
+    """Re-connect an ad account whose token TikTok no longer accepts (`access_token_invalid`).
+
+    The new token replaces the old one only once TikTok accepts it for this ad account.
+    """
+    advertiser = await service.reconnect(
+        session, tiktok, box, tiktok_advertiser_id=tiktok_advertiser_id, access_token=body.access_token
+    )
     return AdvertiserRead.model_validate(advertiser)

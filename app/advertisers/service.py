@@ -13,6 +13,12 @@ from app.tiktok.problems import tiktok_failures_as_problems
 log = structlog.get_logger(__name__)
 
 
+async def _verify_token(tiktok: TikTokClient, *, tiktok_advertiser_id: str, access_token: str) -> None:
+    async with tiktok_failures_as_problems():
+        # The cheapest read that proves both the token and the advertiser id: one post, first page.
+        await tiktok.list_posts(advertiser_id=tiktok_advertiser_id, access_token=access_token, page_size=1)
+
+
 async def register(
     session: AsyncSession,
     tiktok: TikTokClient,
@@ -25,9 +31,7 @@ async def register(
     """Register an ad account after TikTok has confirmed that the token may act for it."""
     if await repository.get_by_tiktok_id(session, tiktok_advertiser_id) is not None:
         raise AdvertiserAlreadyExists(f"Ad account {tiktok_advertiser_id} is already registered.")
-    async with tiktok_failures_as_problems():
-        # The cheapest read that proves both the token and the advertiser id: one post, first page.
-        await tiktok.list_posts(advertiser_id=tiktok_advertiser_id, access_token=access_token, page_size=1)
+    await _verify_token(tiktok, tiktok_advertiser_id=tiktok_advertiser_id, access_token=access_token)
     advertiser = await repository.insert_new(
         session,
         tiktok_advertiser_id=tiktok_advertiser_id,
@@ -45,4 +49,18 @@ async def get(session: AsyncSession, *, tiktok_advertiser_id: str) -> Advertiser
     advertiser = await repository.get_by_tiktok_id(session, tiktok_advertiser_id)
     if advertiser is None:
         raise AdvertiserNotFound(f"Ad account {tiktok_advertiser_id} is not registered with this service.")
+    return advertiser
+
+
+async def reconnect(
+    session: AsyncSession, tiktok: TikTokClient, box: SecretBox, *, tiktok_advertiser_id: str, access_token: str
+) -> Advertiser:
+    """Replace the ad account's access token (after `access_token_invalid`), once TikTok accepts the new one."""
+    advertiser = await repository.get_by_tiktok_id(session, tiktok_advertiser_id, for_update=True)
+    if advertiser is None:
+        raise AdvertiserNotFound(f"Ad account {tiktok_advertiser_id} is not registered with this service.")
+    await _verify_token(tiktok, tiktok_advertiser_id=tiktok_advertiser_id, access_token=access_token)
+    advertiser.access_token_encrypted = box.encrypt(access_token)
+    await session.flush()
+    log.info("advertiser.reconnected", tiktok_advertiser_id=tiktok_advertiser_id)
     return advertiser

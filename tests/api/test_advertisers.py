@@ -7,8 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.kit.crypto import SecretBox
 from tests.api.helpers import assert_problem, count_rows, dump_database
 from tests.conftest import ADVERTISER_ID, ADVERTISER_TOKEN
 
@@ -110,3 +113,49 @@ class TestUnknownRoutes:
 
     async def test_wrong_method_is_a_problem(self, client: httpx.AsyncClient) -> None:
         assert_problem(await client.delete("/v1/advertisers"), 405, "method_not_allowed")
+
+
+class TestReconnectAdvertiser:
+    """After `access_token_invalid`, the ad account is re-connected with a new token, which TikTok must accept."""
+
+    async def test_new_token_replaces_the_rejected_one(
+        self, app: FastAPI, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
+    ) -> None:
+        box: SecretBox = app.state.secret_box
+        async with db.begin() as connection:  # TikTok stops accepting the stored token
+            await connection.execute(
+                text("UPDATE advertisers SET access_token_encrypted = :t"), {"t": box.encrypt("expired-token")}
+            )
+        apply_path = f"/v1/advertisers/{ADVERTISER_ID}/authorizations"
+        assert_problem(
+            await client.post(apply_path, json={"auth_code": "#SBX+video/30d="}), 422, "access_token_invalid"
+        )
+
+        response = await client.put(f"/v1/advertisers/{ADVERTISER_ID}/access-token", json={"access_token": "fresh-1"})
+        assert response.status_code == 200
+        assert response.json()["tiktok_advertiser_id"] == ADVERTISER_ID
+        assert "fresh-1" not in response.text
+        assert "fresh-1" not in await dump_database(db)
+        assert (await client.post(apply_path, json={"auth_code": "#SBX+video/30d="})).status_code == 201
+
+    async def test_token_tiktok_rejects_is_refused_and_the_old_one_kept(
+        self, app: FastAPI, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
+    ) -> None:
+        response = await client.put(
+            f"/v1/advertisers/{ADVERTISER_ID}/access-token", json={"access_token": "invalid-token"}
+        )
+        assert_problem(response, 422, "access_token_invalid")
+        async with db.connect() as connection:
+            stored = (await connection.execute(text("SELECT access_token_encrypted FROM advertisers"))).scalar_one()
+        assert app.state.secret_box.decrypt(bytes(stored)) == ADVERTISER_TOKEN
+
+    async def test_unknown_ad_account_is_404(self, client: httpx.AsyncClient) -> None:
+        response = await client.put("/v1/advertisers/123/access-token", json={"access_token": "t"})
+        assert_problem(response, 404, "advertiser_not_found")
+
+    @pytest.mark.parametrize("body", [{}, {"access_token": ""}, {"access_token": "with space"}, {"token": "t"}])
+    async def test_malformed_body_is_422(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], body: dict[str, Any]
+    ) -> None:
+        response = await client.put(f"/v1/advertisers/{ADVERTISER_ID}/access-token", json=body)
+        assert_problem(response, 422, "request_invalid")
