@@ -169,7 +169,8 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Anything reaching here is a bug: log it with the traceback, answer a problem without internals.
-    log.exception("request.failed", path=request.url.path, error_type=type(exc).__name__)
+    request_id = getattr(request.state, "request_id", None)
+    log.exception("request.failed", path=request.url.path, error_type=type(exc).__name__, request_id=request_id)
     body = _problem(
         status=500,
         reason="internal_error",
@@ -177,7 +178,7 @@ async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
         detail="The service failed unexpectedly; the request was not applied.",
         instance=request.url.path,
     )
-    return problem_response(body)
+    return problem_response(body, {"X-Request-ID": request_id} if request_id else None)
 
 
 def _openapi_with_problem_schema(app: FastAPI) -> Any:

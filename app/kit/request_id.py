@@ -26,6 +26,8 @@ class RequestIdMiddleware:
             return
         incoming = dict(scope["headers"]).get(HEADER.lower().encode(), b"").decode("latin-1")
         request_id = incoming if _SANE.fullmatch(incoming) else uuid.uuid4().hex
+        # Also in the request's state: the handler of unexpected errors runs outside this middleware.
+        scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+
+from tests.conftest import API_KEY
 
 
 def _capture_json_logs() -> tuple[logging.Handler, io.StringIO]:
@@ -58,3 +61,25 @@ class TestRequestId:
         response = await anonymous.get("/v1/advertisers/1")
         assert response.status_code == 401
         assert response.headers["x-request-id"]
+
+
+class TestUnexpectedErrors:
+    async def test_a_bug_is_a_problem_with_the_request_id_and_no_internals(
+        self, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from app.advertisers import service
+
+        async def broken(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("secret internals")
+
+        monkeypatch.setattr(service, "get", broken)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as client:
+            response = await client.get(
+                "/v1/advertisers/1", headers={"Authorization": f"Bearer {API_KEY}", "X-Request-ID": "bug-1"}
+            )
+        assert response.status_code == 500
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["x-request-id"] == "bug-1"
+        assert response.json()["reason"] == "internal_error"
+        assert "secret internals" not in response.text
