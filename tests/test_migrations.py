@@ -10,6 +10,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.conftest import create_database, run_alembic
 
 
+async def _execute(url: str, statement: str) -> object:
+    """Run one statement in its own transaction; return the first column of the first row, if any."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(text(statement))
+            return result.scalar() if result.returns_rows else None
+    finally:
+        await engine.dispose()
+
+
 class TestMigrations:
     async def test_upgrade_check_downgrade_upgrade(self, postgres_server_url: str) -> None:
         url = await create_database(postgres_server_url, f"spark_migrations_{uuid.uuid4().hex[:8]}")
@@ -21,25 +32,14 @@ class TestMigrations:
         """`alembic check` is only worth running if it fails on a schema that differs from the models."""
         url = await create_database(postgres_server_url, f"spark_drift_{uuid.uuid4().hex[:8]}")
         assert run_alembic(url, "upgrade", "head").returncode == 0
-        engine = create_async_engine(url)
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(text("ALTER TABLE advertisers ADD COLUMN stray text"))
-        finally:
-            await engine.dispose()
+        await _execute(url, "ALTER TABLE advertisers ADD COLUMN stray text")
         assert run_alembic(url, "check").returncode != 0
 
     async def test_bootstrap_key_from_before_0002_becomes_admin(self, postgres_server_url: str) -> None:
         url = await create_database(postgres_server_url, f"spark_0002_{uuid.uuid4().hex[:8]}")
         assert run_alembic(url, "upgrade", "0001").returncode == 0
-        engine = create_async_engine(url)
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(
-                    text("INSERT INTO api_keys (id, name, key_hash) VALUES (gen_random_uuid(), 'bootstrap', '\\x01')")
-                )
-            assert run_alembic(url, "upgrade", "head").returncode == 0
-            async with engine.connect() as connection:
-                assert (await connection.execute(text("SELECT is_admin FROM api_keys"))).scalar_one() is True
-        finally:
-            await engine.dispose()
+        await _execute(
+            url, "INSERT INTO api_keys (id, name, key_hash) VALUES (gen_random_uuid(), 'bootstrap', '\\x01')"
+        )
+        assert run_alembic(url, "upgrade", "head").returncode == 0
+        assert await _execute(url, "SELECT is_admin FROM api_keys") is True

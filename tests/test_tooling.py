@@ -251,6 +251,9 @@ class TestRunCommand:
             assert secrets_file.stat().st_mode & 0o777 == 0o600
             api_key = _read_env_file(secrets_file)["BOOTSTRAP_API_KEY"]
             _wait_for_output(running, api_key, "the banner with the development API key")
+            banner = log.read_text()
+            assert f"{running.base_url}/docs" in banner, "the banner names where the docs are"
+            assert "#SBX+video/30d=" in banner, "the banner offers sandbox codes to try"
 
             with httpx.Client(
                 base_url=running.base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30

@@ -33,9 +33,9 @@ from app.authorizations.models import Authorization, AuthorizationStatus, Identi
 from app.kit.crypto import SecretBox, secret_hint
 from app.kit.pagination import Cursor, PageParams
 from app.tiktok.client import TikTokClient
-from app.tiktok.errors import TikTokError, TikTokRequestRejected
+from app.tiktok.errors import TikTokRequestRejected
 from app.tiktok.models import ItemType, PostInfo, PostStatus
-from app.tiktok.problems import tiktok_details, to_problem
+from app.tiktok.problems import tiktok_details, tiktok_failures_as_problems
 
 log = structlog.get_logger(__name__)
 
@@ -100,15 +100,14 @@ def _refuse_unusable(post: PostInfo, policy: Policy, now: datetime, *, role: str
 @asynccontextmanager
 async def _tiktok_call() -> AsyncIterator[None]:
     """TikTok's refusals of a code or post become ours; any other TikTok failure its matching problem."""
-    try:
-        yield
-    except TikTokRequestRejected as error:
-        refusal = REFUSAL_BY_PROBLEM.get(error.problem) if error.problem else None
-        if refusal is None:
-            raise to_problem(error) from error
-        raise refusal(error.message, **tiktok_details(error)) from error
-    except TikTokError as error:
-        raise to_problem(error) from error
+    async with tiktok_failures_as_problems():
+        try:
+            yield
+        except TikTokRequestRejected as error:
+            refusal = REFUSAL_BY_PROBLEM.get(error.problem) if error.problem else None
+            if refusal is None:
+                raise
+            raise refusal(error.message, **tiktok_details(error)) from error
 
 
 async def _read_post(tiktok: TikTokClient, advertiser: Advertiser, token: str, code: str) -> PostInfo:
