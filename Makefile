@@ -41,7 +41,7 @@ $(STAMP): $(REQUIREMENTS) | $(PY)
 	touch $@
 
 run: $(STAMP)
-	$(PY) -m app.devserver
+	$(PY) -m dev.server
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
@@ -70,7 +70,7 @@ lock: $(LOCK_VENV)/bin/pip-compile
 
 # Through a temporary file, so that a failure leaves the committed document as it was.
 openapi: $(STAMP)
-	$(PY) -m app.openapi > openapi.yaml.tmp || { rm -f openapi.yaml.tmp; exit 1; }
+	$(PY) -m dev.openapi > openapi.yaml.tmp || { rm -f openapi.yaml.tmp; exit 1; }
 	mv openapi.yaml.tmp openapi.yaml
 
 clean:

@@ -26,10 +26,10 @@ import httpx
 import stamina
 from cryptography.fernet import Fernet
 
-from app.kit.embedded_postgres import start_embedded_postgres
+from dev.embedded_postgres import start_embedded_postgres
 from app.kit.settings import Settings
 from app.main import create_app
-from app.tiktok.sandbox.app import create_sandbox_app
+from dev.sandbox.app import create_sandbox_app
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-" + "k" * 40

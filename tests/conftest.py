@@ -30,10 +30,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.kit.embedded_postgres import start_embedded_postgres
+from dev.embedded_postgres import start_embedded_postgres
 from app.kit.settings import Environment, Settings
 from app.main import create_app
-from app.tiktok.sandbox.app import create_sandbox_app
+from dev.sandbox.app import create_sandbox_app
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-api-key-" + "k" * 40

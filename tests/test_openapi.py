@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from app.main import create_app
-from app.openapi import render
+from dev.openapi import render
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.kit.settings import Settings
-from app.tiktok.sandbox.seed import DEMO_CODES
+from dev.sandbox.seed import DEMO_CODES
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

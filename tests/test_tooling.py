@@ -164,7 +164,7 @@ def _devserver(data_dir: Path, log: Path) -> Iterator[_RunningDevserver]:
     env = _devserver_env(data_dir)
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.devserver"],
+            [sys.executable, "-m", "dev.server"],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -233,7 +233,7 @@ def _read_env_file(path: Path) -> dict[str, str]:
 
 
 def _a_demo_code_the_sandbox_accepts() -> str:
-    from app.tiktok.sandbox.seed import DEMO_CODES
+    from dev.sandbox.seed import DEMO_CODES
 
     code = "#SBX+video/30d="  # the one the README's session applies
     assert code in {demo.code for demo in DEMO_CODES}

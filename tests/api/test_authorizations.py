@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.kit.crypto import SecretBox
-from app.tiktok.sandbox.app import create_sandbox_app
+from dev.sandbox.app import create_sandbox_app
 from tests.api.helpers import CountingTransport, apply, assert_problem, count_rows, dump_database
 from tests.conftest import ADVERTISER_ID, register_advertiser, serving
 

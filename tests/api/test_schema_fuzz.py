@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.kit.settings import Settings
 from app.main import create_app
-from app.tiktok.sandbox.app import create_sandbox_app
+from dev.sandbox.app import create_sandbox_app
 from tests.conftest import API_KEY, truncate_all
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ import stamina
 from starlette.applications import Starlette
 
 from app.tiktok.client import TikTokClient
-from app.tiktok.sandbox.app import create_sandbox_app
+from dev.sandbox.app import create_sandbox_app
 
 BASE_URL = "http://127.0.0.1:8001/open_api/"
 ADVERTISER_ID = "7000000000000000001"

@@ -1,4 +1,4 @@
-"""Run the sandbox on its own: `python -m app.tiktok.sandbox [--host 127.0.0.1] [--port 8001]`.
+"""Run the sandbox on its own: `python -m dev.sandbox [--host 127.0.0.1] [--port 8001]`.
 
 Point the service at it with TIKTOK_API_BASE_URL=http://127.0.0.1:8001/open_api/.
 """
@@ -9,8 +9,8 @@ import argparse
 
 import uvicorn
 
-from app.tiktok.sandbox.app import create_sandbox_app
-from app.tiktok.sandbox.seed import DEMO_CODES
+from dev.sandbox.app import create_sandbox_app
+from dev.sandbox.seed import DEMO_CODES
 
 # The few codes worth showing at start-up; the README lists them all.
 _SHOWN = (
@@ -25,7 +25,7 @@ _SHOWN = (
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m app.tiktok.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dev.sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long the slow fault code waits")

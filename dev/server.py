@@ -28,10 +28,10 @@ import structlog
 import uvicorn
 from cryptography.fernet import Fernet
 
-from app.kit.embedded_postgres import start_embedded_postgres
+from dev.embedded_postgres import start_embedded_postgres
 from app.kit.logging import configure_logging
-from app.tiktok.sandbox.app import create_sandbox_app
-from app.tiktok.sandbox.seed import DEMO_CODES
+from dev.sandbox.app import create_sandbox_app
+from dev.sandbox.seed import DEMO_CODES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_FILE_NAME = "dev-secrets.env"
@@ -54,7 +54,7 @@ SECRET_GENERATORS: dict[str, Callable[[], str]] = {
     "ENCRYPTION_KEYS": lambda: Fernet.generate_key().decode(),
 }
 
-log = structlog.get_logger("app.devserver")
+log = structlog.get_logger("dev.server")
 
 
 class _Server(uvicorn.Server):

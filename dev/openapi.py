@@ -1,4 +1,4 @@
-"""Write the app's OpenAPI document: `python -m app.openapi > openapi.yaml` (or `make openapi`).
+"""Write the app's OpenAPI document: `python -m dev.openapi > openapi.yaml` (or `make openapi`).
 
 The committed `openapi.yaml` is what other systems generate their clients from; a test fails when it differs
 from what the app generates.

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from app.tiktok.sandbox.seed import CODES_BY_TEXT, Behaviour, DemoCode, DemoPost
+from dev.sandbox.seed import CODES_BY_TEXT, Behaviour, DemoCode, DemoPost
 
 __all__ = [
     "API_PREFIX",

@@ -23,8 +23,8 @@ from app.tiktok.errors import (
     TikTokUnavailable,
 )
 from app.tiktok.models import ItemType, PostInfo, PostStatus
-from app.tiktok.sandbox import DEMO_CODES, create_sandbox_app
-from app.tiktok.sandbox.seed import DUET_ITEM_ID, DUET_ORIGINAL_ITEM_ID, STITCH_ORIGINAL_ITEM_ID, demo_code
+from dev.sandbox import DEMO_CODES, create_sandbox_app
+from dev.sandbox.seed import DUET_ITEM_ID, DUET_ORIGINAL_ITEM_ID, STITCH_ORIGINAL_ITEM_ID, demo_code
 from tests.tiktok.conftest import (
     ACCESS_TOKEN,
     ADVERTISER_ID,
