@@ -15,13 +15,11 @@ from app.api_keys.dependencies import require_api_key
 from app.api_keys.routes import router as api_keys_router
 from app.authorizations.routes import router as authorizations_router
 from app.health.routes import router as health_router
-from app.kit.crypto import SecretBox
-from app.kit.db import create_engine, create_sessionmaker
 from app.kit.errors import NotAuthenticated, install_problem_handlers, problem_responses
 from app.kit.logging import configure_logging
 from app.kit.request_id import RequestIdMiddleware
+from app.kit.resources import open_resources
 from app.kit.settings import LogFormat, Settings, get_settings
-from app.tiktok.client import TikTokClient
 
 log = structlog.get_logger(__name__)
 
@@ -41,33 +39,18 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         config = settings or get_settings()
         configure_logging(level=config.log_level, json=config.log_format is LogFormat.json)
-        engine = create_engine(config.database_url, pool_size=config.database_pool_size)
-        http = httpx.AsyncClient(
-            transport=tiktok_transport,
-            timeout=config.tiktok_request_timeout_seconds,
-            headers={"User-Agent": f"spark-authorizations/{API_VERSION}"},
-        )
-        try:
+        async with open_resources(config, tiktok_transport=tiktok_transport) as resources:
             app.state.settings = config
-            app.state.engine = engine
-            app.state.sessionmaker = create_sessionmaker(engine)
-            app.state.secret_box = SecretBox([key.get_secret_value() for key in config.encryption_keys])
-            app.state.tiktok = TikTokClient(
-                http,
-                base_url=config.tiktok_api_base_url,
-                deadline_seconds=config.tiktok_deadline_seconds,
-                request_timeout_seconds=config.tiktok_request_timeout_seconds,
-                max_attempts=config.tiktok_max_attempts,
-            )
+            app.state.engine = resources.engine
+            app.state.sessionmaker = resources.sessionmaker
+            app.state.secret_box = resources.secret_box
+            app.state.tiktok = resources.tiktok
             if config.bootstrap_api_key is not None:
-                async with app.state.sessionmaker.begin() as session:
+                async with resources.sessionmaker.begin() as session:
                     await api_keys.ensure_bootstrap_key(session, key=config.bootstrap_api_key.get_secret_value())
             log.info("service.started", environment=config.environment.value)
             yield
-        finally:
-            await http.aclose()
-            await engine.dispose()
-            log.info("service.stopped")
+        log.info("service.stopped")
 
     app = FastAPI(
         title=API_TITLE,

@@ -26,9 +26,9 @@ import httpx
 import stamina
 from cryptography.fernet import Fernet
 
-from dev.embedded_postgres import start_embedded_postgres
 from app.kit.settings import Settings
 from app.main import create_app
+from dev.embedded_postgres import start_embedded_postgres
 from dev.sandbox.app import create_sandbox_app
 
 ROOT = Path(__file__).resolve().parent.parent

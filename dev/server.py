@@ -28,8 +28,8 @@ import structlog
 import uvicorn
 from cryptography.fernet import Fernet
 
-from dev.embedded_postgres import start_embedded_postgres
 from app.kit.logging import configure_logging
+from dev.embedded_postgres import start_embedded_postgres
 from dev.sandbox.app import create_sandbox_app
 from dev.sandbox.seed import DEMO_CODES
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,9 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from dev.embedded_postgres import start_embedded_postgres
 from app.kit.settings import Environment, Settings
 from app.main import create_app
+from dev.embedded_postgres import start_embedded_postgres
 from dev.sandbox.app import create_sandbox_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +122,34 @@ async def create_database(server_url: str, name: str) -> str:
     return _with_database(server_url, name)
 
 
+@dataclass
+class StoppablePostgres:
+    """A Postgres of a test's own, which the test may stop and start again (the shared one must keep running)."""
+
+    server: Any
+    database_url: str
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.server.stop)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.server.start)
+
+
+@pytest.fixture
+async def stoppable_postgres() -> AsyncIterator[StoppablePostgres]:
+    """A fresh Postgres with the schema built by the migrations; deleted after the test."""
+    folder = Path(tempfile.mkdtemp(prefix="spark-test-pg-"))
+    server, url = start_embedded_postgres(folder / "pgdata", cleanup="delete")
+    try:
+        database_url = await create_database(url, "spark")
+        result = run_alembic(database_url, "upgrade", "head")
+        assert result.returncode == 0, result.stderr
+        yield StoppablePostgres(server, database_url)
+    finally:
+        server.cleanup()
+
+
 @pytest.fixture(scope="session")
 async def database_url(postgres_server_url: str) -> str:
     """A database built by the migrations, shared by the run."""
@@ -162,12 +192,12 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def fast_retries() -> Iterator[None]:
-    """Retries without the backoff waits (stamina's testing mode), so fault tests run in milliseconds."""
-    stamina.set_testing(True, attempts=3)
-    try:
+    """Retries without the backoff waits (stamina's testing mode), so fault tests run in milliseconds.
+
+    `cap=True` keeps the attempts the app is configured with (TIKTOK_MAX_ATTEMPTS): tests count real ones.
+    """
+    with stamina.set_testing(True, attempts=100, cap=True):
         yield
-    finally:
-        stamina.set_testing(False)
 
 
 @pytest.fixture
@@ -198,9 +228,17 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+@dataclass
+class Running:
+    """An app started by a test, and a client holding the test API key."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+
+
 @asynccontextmanager
-async def serving(settings: Settings, tiktok_transport: httpx.AsyncBaseTransport) -> AsyncIterator[httpx.AsyncClient]:
-    """Another app, started and wired to `tiktok_transport`, and a client holding the test API key."""
+async def running(settings: Settings, tiktok_transport: httpx.AsyncBaseTransport) -> AsyncIterator[Running]:
+    """Another app, started and wired to `tiktok_transport`."""
     application = create_app(settings, tiktok_transport=tiktok_transport)
     async with (
         application.router.lifespan_context(application),
@@ -210,7 +248,14 @@ async def serving(settings: Settings, tiktok_transport: httpx.AsyncBaseTransport
             headers={"Authorization": f"Bearer {API_KEY}"},
         ) as client,
     ):
-        yield client
+        yield Running(application, client)
+
+
+@asynccontextmanager
+async def serving(settings: Settings, tiktok_transport: httpx.AsyncBaseTransport) -> AsyncIterator[httpx.AsyncClient]:
+    """Another app, started and wired to `tiktok_transport`, and a client holding the test API key."""
+    async with running(settings, tiktok_transport) as started:
+        yield started.client
 
 
 async def register_advertiser(client: httpx.AsyncClient) -> dict[str, Any]:

@@ -7,10 +7,10 @@ from fastapi import APIRouter, Path, status
 from app.advertisers import service
 from app.advertisers.errors import AdvertiserAlreadyExists, AdvertiserNotFound
 from app.advertisers.schemas import AccessTokenUpdate, AdvertiserCreate, AdvertiserRead
-from app.kit.db import DbSession
+from app.kit.db import DbSession, Sessions
 from app.kit.deps import Secrets, TikTok
 from app.kit.errors import problem_responses
-from app.tiktok.problems import TIKTOK_PROBLEMS
+from app.kit.tiktok_problems import TIKTOK_PROBLEMS
 
 router = APIRouter(prefix="/advertisers", tags=["advertisers"])
 
@@ -25,11 +25,11 @@ AdvertiserIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,32}$", description="Ti
     responses=problem_responses(AdvertiserAlreadyExists, *TIKTOK_PROBLEMS),
 )
 async def register_advertiser(
-    body: AdvertiserCreate, session: DbSession, tiktok: TikTok, box: Secrets
+    body: AdvertiserCreate, sessions: Sessions, tiktok: TikTok, box: Secrets
 ) -> AdvertiserRead:
     """Register a TikTok ad account and its access token, once TikTok accepts the token for it."""
     advertiser = await service.register(
-        session,
+        sessions,
         tiktok,
         box,
         tiktok_advertiser_id=body.tiktok_advertiser_id,
@@ -57,13 +57,13 @@ async def get_advertiser(tiktok_advertiser_id: AdvertiserIdPath, session: DbSess
     responses=problem_responses(AdvertiserNotFound, *TIKTOK_PROBLEMS),
 )
 async def reconnect_advertiser(
-    tiktok_advertiser_id: AdvertiserIdPath, body: AccessTokenUpdate, session: DbSession, tiktok: TikTok, box: Secrets
+    tiktok_advertiser_id: AdvertiserIdPath, body: AccessTokenUpdate, sessions: Sessions, tiktok: TikTok, box: Secrets
 ) -> AdvertiserRead:
     """Re-connect an ad account whose token TikTok no longer accepts (`access_token_invalid`).
 
     The new token replaces the old one only once TikTok accepts it for this ad account.
     """
     advertiser = await service.reconnect(
-        session, tiktok, box, tiktok_advertiser_id=tiktok_advertiser_id, access_token=body.access_token
+        sessions, tiktok, box, tiktok_advertiser_id=tiktok_advertiser_id, access_token=body.access_token
     )
     return AdvertiserRead.model_validate(advertiser)

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.advertisers import repository
 from app.advertisers.errors import AdvertiserAlreadyExists, AdvertiserNotFound
 from app.advertisers.models import Advertiser
 from app.kit.crypto import SecretBox
+from app.kit.tiktok_problems import tiktok_failures_as_problems
 from app.tiktok.client import TikTokClient
-from app.tiktok.problems import tiktok_failures_as_problems
 
 log = structlog.get_logger(__name__)
 
@@ -20,7 +20,7 @@ async def _verify_token(tiktok: TikTokClient, *, tiktok_advertiser_id: str, acce
 
 
 async def register(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     tiktok: TikTokClient,
     box: SecretBox,
     *,
@@ -28,16 +28,21 @@ async def register(
     access_token: str,
     name: str | None,
 ) -> Advertiser:
-    """Register an ad account after TikTok has confirmed that the token may act for it."""
-    if await repository.get_by_tiktok_id(session, tiktok_advertiser_id) is not None:
-        raise AdvertiserAlreadyExists(f"Ad account {tiktok_advertiser_id} is already registered.")
+    """Register an ad account after TikTok has confirmed that the token may act for it.
+
+    No transaction is open while TikTok answers; the unique index decides between concurrent registrations.
+    """
+    async with sessions() as session:
+        if await repository.get_by_tiktok_id(session, tiktok_advertiser_id) is not None:
+            raise AdvertiserAlreadyExists(f"Ad account {tiktok_advertiser_id} is already registered.")
     await _verify_token(tiktok, tiktok_advertiser_id=tiktok_advertiser_id, access_token=access_token)
-    advertiser = await repository.insert_new(
-        session,
-        tiktok_advertiser_id=tiktok_advertiser_id,
-        name=name,
-        access_token_encrypted=box.encrypt(access_token),
-    )
+    async with sessions.begin() as session:
+        advertiser = await repository.insert_new(
+            session,
+            tiktok_advertiser_id=tiktok_advertiser_id,
+            name=name,
+            access_token_encrypted=box.encrypt(access_token),
+        )
     if advertiser is None:  # registered by a concurrent request while TikTok answered
         raise AdvertiserAlreadyExists(f"Ad account {tiktok_advertiser_id} is already registered.")
     log.info("advertiser.registered", tiktok_advertiser_id=tiktok_advertiser_id)
@@ -53,14 +58,26 @@ async def get(session: AsyncSession, *, tiktok_advertiser_id: str) -> Advertiser
 
 
 async def reconnect(
-    session: AsyncSession, tiktok: TikTokClient, box: SecretBox, *, tiktok_advertiser_id: str, access_token: str
+    sessions: async_sessionmaker[AsyncSession],
+    tiktok: TikTokClient,
+    box: SecretBox,
+    *,
+    tiktok_advertiser_id: str,
+    access_token: str,
 ) -> Advertiser:
-    """Replace the ad account's access token (after `access_token_invalid`), once TikTok accepts the new one."""
-    advertiser = await repository.get_by_tiktok_id(session, tiktok_advertiser_id, for_update=True)
+    """Replace the ad account's access token (after `access_token_invalid`), once TikTok accepts the new one.
+
+    Nothing is locked while TikTok answers: a row lock on the ad account would hold up every authorization
+    being stored for it (their foreign key takes a share lock) for as long as TikTok takes.
+    """
+    async with sessions() as session:
+        await get(session, tiktok_advertiser_id=tiktok_advertiser_id)
+    await _verify_token(tiktok, tiktok_advertiser_id=tiktok_advertiser_id, access_token=access_token)
+    async with sessions.begin() as session:
+        advertiser = await repository.replace_token(
+            session, tiktok_advertiser_id=tiktok_advertiser_id, access_token_encrypted=box.encrypt(access_token)
+        )
     if advertiser is None:
         raise AdvertiserNotFound(f"Ad account {tiktok_advertiser_id} is not registered with this service.")
-    await _verify_token(tiktok, tiktok_advertiser_id=tiktok_advertiser_id, access_token=access_token)
-    advertiser.access_token_encrypted = box.encrypt(access_token)
-    await session.flush()
     log.info("advertiser.reconnected", tiktok_advertiser_id=tiktok_advertiser_id)
     return advertiser

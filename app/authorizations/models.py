@@ -4,11 +4,26 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ColumnElement,
+    Float,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+    case,
+    text,
+)
+from sqlalchemy.ext.hybrid import hybrid_method
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.advertisers.models import Advertiser
 from app.kit.db import Base, IdMixin, TimestampMixin
+from app.tiktok.models import PostStatus
 
 
 class IdentityType(StrEnum):
@@ -22,12 +37,16 @@ class IdentityType(StrEnum):
 class AuthorizationState(StrEnum):
     """What this service has done with the authorization. Expiry is not a state: it is read off the window (D3)."""
 
+    # Recorded before TikTok's authorize is called: the post may or may not be bound on TikTok. Settled by the
+    # request that recorded it, or later by reading TikTok (the next apply of the post, `app.cli settle`).
+    pending = "pending"
     active = "active"
 
 
 class AuthorizationStatus(StrEnum):
     """What a caller sees: the state, with a window that has ended read as expired at once (D3)."""
 
+    pending = "pending"
     active = "active"
     expired = "expired"
 
@@ -38,7 +57,11 @@ class OriginKind(StrEnum):
 
 
 class Authorization(IdMixin, TimestampMixin, Base):
-    """D2: a post authorized to one ad account. Applying another code for the same post updates this row."""
+    """D2: a post authorized to one ad account. Applying another code for the same post updates this row.
+
+    A Duet or Stitch is two rows, one per post TikTok binds (D12): the Duet/Stitch itself, with the secondary
+    creator's code, and the original post, with the primary creator's code, which the first points at.
+    """
 
     __tablename__ = "authorizations"
     __table_args__ = (
@@ -46,45 +69,96 @@ class Authorization(IdMixin, TimestampMixin, Base):
         Index(None, "advertiser_id", "auth_code_fingerprint"),
         Index(None, "advertiser_id", "created_at", "id"),
         Index(None, "item_id"),
+        # What `settle` looks for: rows whose outcome on TikTok is not known yet.
+        Index(
+            "ix_authorizations_unsettled",
+            "claimed_until",
+            postgresql_where=text("state = 'pending' OR claimed_until IS NOT NULL"),
+        ),
         CheckConstraint("identity_type IN ('AUTH_CODE', 'TT_USER', 'BC_AUTH_TT')", name="identity_type"),
-        CheckConstraint("state IN ('active')", name="state"),
+        CheckConstraint("state IN ('pending', 'active')", name="state"),
         CheckConstraint("origin_kind IS NULL OR origin_kind IN ('duet', 'stitch')", name="origin_kind"),
+        CheckConstraint("identity_type <> 'AUTH_CODE' OR auth_code_encrypted IS NOT NULL", name="auth_code_has_code"),
+        # Only a pending row may lack its fingerprint (one carried over from before pairs had two rows).
         CheckConstraint(
-            "identity_type <> 'AUTH_CODE' OR (auth_code_encrypted IS NOT NULL AND auth_code_fingerprint IS NOT NULL)",
-            name="auth_code_has_code",
+            "state = 'pending' OR identity_type <> 'AUTH_CODE' OR auth_code_fingerprint IS NOT NULL",
+            name="active_code_has_fingerprint",
         ),
         CheckConstraint("(origin_kind IS NULL) = (original_item_id IS NULL)", name="origin_complete"),
+        CheckConstraint("original_authorization_id IS NULL OR original_item_id IS NOT NULL", name="pair_has_origin"),
     )
 
     advertiser_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(Advertiser.id, ondelete="RESTRICT"))
     advertiser: Mapped[Advertiser] = relationship(lazy="raise")
 
-    item_id: Mapped[str] = mapped_column(String(64))
-    item_type: Mapped[str] = mapped_column(String(16))
+    # Text for everything TikTok says in its own words: no length TikTok might send is refused by a column.
+    item_id: Mapped[str] = mapped_column(Text)
+    item_type: Mapped[str] = mapped_column(String(16))  # VIDEO or CAROUSEL: the adapter refuses anything else
     identity_type: Mapped[str] = mapped_column(String(16))
-    identity_id: Mapped[str | None] = mapped_column(String(128))
-    tiktok_name: Mapped[str | None] = mapped_column(String(256))
+    identity_id: Mapped[str | None] = mapped_column(Text)
+    tiktok_name: Mapped[str | None] = mapped_column(Text)
     caption: Mapped[str | None] = mapped_column(Text)  # as authorized (D4)
     duration_seconds: Mapped[float | None] = mapped_column(Float)
-    post_status: Mapped[str] = mapped_column(String(32))
+    post_status: Mapped[str] = mapped_column(String(32))  # folded to a known value or UNKNOWN by the adapter
     origin_kind: Mapped[str | None] = mapped_column(String(8))
-    original_item_id: Mapped[str | None] = mapped_column(String(64))
+    original_item_id: Mapped[str | None] = mapped_column(Text)
+    # The original post's own authorization, for a Duet or Stitch (D12).
+    original_authorization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("authorizations.id", ondelete="SET NULL")
+    )
+    original_authorization: Mapped[Authorization | None] = relationship(remote_side="Authorization.id", lazy="raise")
 
     # The code itself only encrypted; found again by a keyed fingerprint; shown only as a hint.
     auth_code_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     auth_code_fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     auth_code_hint: Mapped[str | None] = mapped_column(String(16))
-    original_post_auth_code_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     # The window exactly as TikTok reported it (D3): never derived from a duration.
     auth_start_at: Mapped[datetime | None]
     auth_end_at: Mapped[datetime | None]
-    tiktok_auth_status: Mapped[str | None] = mapped_column(String(32))
+    tiktok_auth_status: Mapped[str | None] = mapped_column(Text)
 
     state: Mapped[str] = mapped_column(String(16), default=AuthorizationState.active.value)
+    # While set and in the future, one request owns the decision about this post: it is calling TikTok's
+    # authorize. Expired, the owner died mid-way and the row is settled by reading TikTok.
+    claimed_until: Mapped[datetime | None]
 
-    def status_at(self, now: datetime) -> AuthorizationStatus:
-        """D3: expired as soon as the end has passed, whether or not any job has run."""
+    def _status_at(self, now: datetime) -> AuthorizationStatus:
+        if self.state == AuthorizationState.pending:
+            return AuthorizationStatus.pending
         if self.auth_end_at is not None and self.auth_end_at <= now:
             return AuthorizationStatus.expired
         return AuthorizationStatus(self.state)
+
+    def _status_at_sql(cls, now: datetime) -> ColumnElement[str]:
+        # The same rule as `_status_at`, as SQL, so that a filter by status agrees with what each row reads as.
+        # Called on the class: the columns are read off `Authorization`, which is what `cls` is.
+        table = Authorization
+        return case(
+            (table.state == AuthorizationState.pending.value, AuthorizationStatus.pending.value),
+            (and_(table.auth_end_at.is_not(None), table.auth_end_at <= now), AuthorizationStatus.expired.value),
+            else_=table.state,
+        )
+
+    # D3: expired as soon as the end has passed, whether or not any job has run; pending until settled. One
+    # rule, read in Python on a row and as SQL in a filter: `Authorization.status_at(now) == "active"`.
+    status_at = hybrid_method(_status_at, _status_at_sql)  # type: ignore[arg-type]
+
+    def claimed_at(self, now: datetime) -> bool:
+        """Whether a request is deciding about this post right now."""
+        return self.claimed_until is not None and self.claimed_until > now
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """What a caller should know before using the post in an ad: (reason, detail) pairs."""
+        if PostStatus.parse(self.post_status) in _PRIVATE:  # D5
+            return [
+                (
+                    "post_will_become_public",
+                    "The post is private: it becomes public while it runs as an ad unless the ad is set to "
+                    "'only show as ad' (dark_post_status ON).",
+                )
+            ]
+        return []
+
+
+_PRIVATE = frozenset({PostStatus.private, PostStatus.friends_only})

@@ -1,30 +1,31 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, or_, select, text
+from sqlalchemy import and_, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from app.authorizations.models import Authorization, AuthorizationStatus
+from app.authorizations.models import Authorization, AuthorizationState, AuthorizationStatus
 from app.kit.pagination import Cursor
+
+_WITH_ADVERTISER = joinedload(Authorization.advertiser)
 
 
 async def get(session: AsyncSession, authorization_id: uuid.UUID) -> Authorization | None:
-    statement = (
-        select(Authorization).options(joinedload(Authorization.advertiser)).where(Authorization.id == authorization_id)
-    )
+    statement = select(Authorization).options(_WITH_ADVERTISER).where(Authorization.id == authorization_id)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
 async def find_by_code(
     session: AsyncSession, *, advertiser_id: uuid.UUID, fingerprints: Sequence[bytes]
 ) -> Authorization | None:
+    """The authorization whose current code is this one, with its ad account and, for a pair, its original."""
     statement = (
         select(Authorization)
-        .options(joinedload(Authorization.advertiser))
+        .options(_WITH_ADVERTISER, joinedload(Authorization.original_authorization))
         .where(
             Authorization.advertiser_id == advertiser_id,
             Authorization.auth_code_fingerprint.in_(fingerprints),
@@ -33,32 +34,52 @@ async def find_by_code(
     return (await session.execute(statement)).scalars().first()
 
 
-async def get_for_post(session: AsyncSession, *, advertiser_id: uuid.UUID, item_id: str) -> Authorization | None:
+async def lock_posts(session: AsyncSession, *, advertiser_id: uuid.UUID, item_ids: Iterable[str]) -> None:
+    """Serialise every decision about these posts in this ad account, until the transaction ends.
+
+    An advisory lock, because the rows may not exist yet. Taken in a fixed order, so two requests locking the
+    same posts cannot deadlock. Held only for a short transaction, never while TikTok answers.
+    """
+    for item_id in sorted(set(item_ids)):
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"authorization:{advertiser_id}:{item_id}"},
+        )
+
+
+async def get_for_posts(
+    session: AsyncSession, *, advertiser_id: uuid.UUID, item_ids: Iterable[str]
+) -> dict[str, Authorization]:
     statement = (
         select(Authorization)
-        .options(joinedload(Authorization.advertiser))
-        .where(Authorization.advertiser_id == advertiser_id, Authorization.item_id == item_id)
+        .options(_WITH_ADVERTISER)
+        .where(Authorization.advertiser_id == advertiser_id, Authorization.item_id.in_(set(item_ids)))
     )
-    return (await session.execute(statement)).scalar_one_or_none()
+    return {row.item_id: row for row in (await session.execute(statement)).scalars().all()}
 
 
-async def lock_post(session: AsyncSession, *, advertiser_id: uuid.UUID, item_id: str) -> None:
-    """Serialise everything that decides about one post in one ad account, until the transaction ends.
-
-    An advisory lock, because the row may not exist yet: two requests applying codes for the same post must not
-    both call TikTok and both insert.
-    """
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"authorization:{advertiser_id}:{item_id}"},
+async def delete_pending(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
+    """Forget intents that TikTok never carried out. Only pending rows: an active one is never deleted here."""
+    statement = delete(Authorization).where(
+        Authorization.id.in_(list(ids)), Authorization.state == AuthorizationState.pending.value
     )
+    await session.execute(statement)
 
 
-def _status_is(status: AuthorizationStatus, now: datetime) -> ColumnElement[bool]:
-    ended = and_(Authorization.auth_end_at.is_not(None), Authorization.auth_end_at <= now)
-    if status is AuthorizationStatus.expired:
-        return ended
-    return and_(Authorization.state == status.value, ~ended)
+async def list_unsettled(session: AsyncSession, *, now: datetime, limit: int) -> list[Authorization]:
+    """Rows whose outcome on TikTok is unknown and that nobody is deciding about: pending and unclaimed, or
+    claimed by a request that did not finish (its claim has run out). Oldest first."""
+    statement = (
+        select(Authorization)
+        .options(_WITH_ADVERTISER)
+        .where(
+            or_(Authorization.state == AuthorizationState.pending.value, Authorization.claimed_until.is_not(None)),
+            or_(Authorization.claimed_until.is_(None), Authorization.claimed_until <= now),
+        )
+        .order_by(Authorization.created_at, Authorization.id)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars().all())
 
 
 async def list_page(
@@ -73,13 +94,13 @@ async def list_page(
     """Newest first; one row more than `limit`, so the caller knows whether another page follows."""
     statement = (
         select(Authorization)
-        .options(joinedload(Authorization.advertiser))
+        .options(_WITH_ADVERTISER)
         .where(Authorization.advertiser_id == advertiser_id)
         .order_by(Authorization.created_at.desc(), Authorization.id.desc())
         .limit(limit + 1)
     )
     if status is not None:
-        statement = statement.where(_status_is(status, now))
+        statement = statement.where(Authorization.status_at(now) == status.value)
     if after is not None:
         statement = statement.where(
             or_(

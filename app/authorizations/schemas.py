@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.authorizations.models import AuthorizationStatus, IdentityType, OriginKind
+from app.authorizations.models import Authorization, AuthorizationStatus, IdentityType, OriginKind
 from app.tiktok.models import ItemType
 
 
@@ -38,6 +38,9 @@ class Creator(BaseModel):
 class OriginalPost(BaseModel):
     kind: OriginKind = Field(description="Whether this post is a Duet or a Stitch of the original.")
     item_id: str = Field(description="The original post's TikTok id.")
+    authorization_id: uuid.UUID | None = Field(
+        description="The original post's own authorization in this ad account: TikTok binds both posts (D12)."
+    )
 
 
 class AuthorizationWarning(BaseModel):
@@ -58,8 +61,48 @@ class AuthorizationRead(BaseModel):
     auth_start_at: datetime | None = Field(description="Window start, as TikTok reported it.")
     auth_end_at: datetime | None = Field(description="Window end, as TikTok reported it.")
     tiktok_auth_status: str | None = Field(description="TikTok's `ad_auth_status` when the code was applied.")
-    status: AuthorizationStatus = Field(description="`expired` as soon as the window has ended (D3).")
+    status: AuthorizationStatus = Field(
+        description="`expired` as soon as the window has ended (D3). `pending`: the code was being applied when "
+        "TikTok's answer was lost (a timeout, an outage); the service settles it by reading TikTok, at the next "
+        "apply of the post at the latest."
+    )
     code_hint: str | None = Field(description="The code's last characters, to recognise it; never the code.")
     warnings: list[AuthorizationWarning]
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def from_model(cls, authorization: Authorization, now: datetime) -> AuthorizationRead:
+        """What a caller sees of `authorization` at `now` (one `now` per request: see app.kit.clock)."""
+        original = (
+            OriginalPost(
+                kind=OriginKind(authorization.origin_kind),
+                item_id=authorization.original_item_id,
+                authorization_id=authorization.original_authorization_id,
+            )
+            if authorization.origin_kind and authorization.original_item_id
+            else None
+        )
+        return cls(
+            id=authorization.id,
+            advertiser_id=authorization.advertiser.tiktok_advertiser_id,
+            item_id=authorization.item_id,
+            item_type=ItemType(authorization.item_type),
+            creator=Creator(
+                identity_type=IdentityType(authorization.identity_type),
+                identity_id=authorization.identity_id,
+                tiktok_name=authorization.tiktok_name,
+            ),
+            caption=authorization.caption,
+            video_duration_seconds=authorization.duration_seconds,
+            post_status=authorization.post_status,
+            original_post=original,
+            auth_start_at=authorization.auth_start_at,
+            auth_end_at=authorization.auth_end_at,
+            tiktok_auth_status=authorization.tiktok_auth_status,
+            status=authorization.status_at(now),
+            code_hint=authorization.auth_code_hint,
+            warnings=[AuthorizationWarning(reason=r, detail=d) for r, d in authorization.warnings()],
+            created_at=authorization.created_at,
+            updated_at=authorization.updated_at,
+        )

@@ -6,20 +6,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from app.kit.errors import ProblemError, problem_responses
+from app.kit.errors import DatabaseUnavailable, problem_responses
 
 router = APIRouter(tags=["health"])
 
 
 class Health(BaseModel):
     status: Literal["ok"]
-
-
-class DatabaseUnavailable(ProblemError):
-    status = 503
-    reason = "database_unavailable"
-    title = "The database cannot be reached"
-    retryable = True
 
 
 @router.get("/healthz", operation_id="getHealth", summary="The process is up")

@@ -6,6 +6,9 @@ ENCRYPTION_KEYS encrypts, every key decrypts, so keys rotate by prepending a new
 A code is found again by a keyed fingerprint (HMAC-SHA256 under a key derived from each encryption key), never
 by its clear text. Fingerprints are computed under every configured key, so a lookup still finds rows written
 before a rotation.
+
+Values handed to callers that must come back unchanged (pagination cursors) are signed (itsdangerous, under
+another key derived from each encryption key): opaque to callers and tamper-evident.
 """
 
 from __future__ import annotations
@@ -18,10 +21,16 @@ from collections.abc import Sequence
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from itsdangerous import BadData, URLSafeSerializer
 
 from app.kit.errors import ProblemError
 
 _FINGERPRINT_CONTEXT = b"spark-authorizations/fingerprint/v1"
+_SIGNING_CONTEXT = b"spark-authorizations/signing/v1"
+
+
+class SignatureInvalid(Exception):
+    """A signed value was altered, or was not signed under any configured key."""
 
 
 class DecryptionFailed(ProblemError):
@@ -38,7 +47,9 @@ class SecretBox:
         if not keys:
             raise ValueError("at least one encryption key is required")
         self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
-        self._fingerprint_keys = [_derive_fingerprint_key(key) for key in keys]
+        self._fingerprint_keys = [_derive_key(key, _FINGERPRINT_CONTEXT) for key in keys]
+        # itsdangerous signs with the last key and verifies with all of them: newest last.
+        self._signer = URLSafeSerializer([_derive_key(key, _SIGNING_CONTEXT) for key in reversed(keys)], salt="v1")
 
     def encrypt(self, clear: str) -> bytes:
         return self._fernet.encrypt(clear.encode())
@@ -57,6 +68,17 @@ class SecretBox:
         """The fingerprints under every configured key: what a lookup matches against."""
         return [_hmac(key, clear) for key in self._fingerprint_keys]
 
+    def sign(self, value: object, *, purpose: str) -> str:
+        """`value` (JSON-serialisable) as a URL-safe token only this service can have made, for `purpose` only."""
+        return self._signer.dumps(value, salt=purpose)
+
+    def unsign(self, token: str, *, purpose: str) -> object:
+        """The value `sign` was given, or SignatureInvalid if the token was altered or made for something else."""
+        try:
+            return self._signer.loads(token, salt=purpose)
+        except BadData as exc:
+            raise SignatureInvalid() from exc
+
 
 def hash_api_key(key: str) -> bytes:
     """API keys are long random strings, so an unkeyed SHA-256 is enough to store them safely."""
@@ -68,9 +90,10 @@ def secret_hint(secret: str) -> str:
     return "…" + secret[-4:] if len(secret) >= 12 else "…"
 
 
-def _derive_fingerprint_key(key: str) -> bytes:
+def _derive_key(key: str, context: bytes) -> bytes:
+    """A key for one use only, derived from an encryption key: one leaked use reveals nothing of the others."""
     raw = base64.urlsafe_b64decode(key.encode())
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_FINGERPRINT_CONTEXT).derive(raw)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=context).derive(raw)
 
 
 def _hmac(key: bytes, clear: str) -> bytes:

@@ -1,7 +1,12 @@
-"""Database plumbing: the declarative base, the engine, and the one-transaction-per-request session.
+"""Database plumbing: the declarative base, the engine, and the two ways code gets a session.
 
-Services `flush()`, never `commit()`: the session dependency commits after the route returns and before the
-response is sent (`scope="function"`), so a failed commit becomes the response instead of a surprise after it.
+- `DbSession`: one transaction per request, for routes that only talk to Postgres. Services `flush()`, never
+  `commit()`: the dependency commits after the route returns and before the response is sent
+  (`scope="function"`), so a failed commit becomes the response instead of a surprise after it.
+- `Sessions`: the session factory, for flows that also call TikTok. They open one short transaction per phase
+  and hold no connection while TikTok answers, so slow TikTok calls can never exhaust the pool.
+
+When Postgres cannot be reached, `is_database_unavailable` says so and the request is answered 503.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -23,6 +30,35 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# What a request can raise when Postgres is gone, refuses connections, or the pool has none free in time.
+# asyncpg raises the socket's OSError as it is when it cannot connect (refused, no such socket, timed out);
+# nothing else a request does raises a bare OSError (TikTok's failures are the adapter's own errors).
+DATABASE_ERROR_TYPES: tuple[type[Exception], ...] = (
+    sa_exc.DBAPIError,
+    sa_exc.TimeoutError,
+    asyncpg.PostgresError,
+    OSError,
+)
+
+# SQLSTATE classes that mean "not now" rather than "wrong": 08 connection exception, 57P operator intervention
+# (shutting down, starting up: "cannot connect now"), 53300 too many connections.
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "53300")
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """Whether `error` means "Postgres cannot be reached now" (answer 503, retry later) rather than a bug."""
+    if isinstance(error, sa_exc.DBAPIError):
+        # SQLAlchemy sets connection_invalidated when the connection died under the statement (and drops it from
+        # the pool); errors while connecting carry only the server's SQLSTATE.
+        return error.connection_invalidated or _sqlstate(error.orig).startswith(_UNAVAILABLE_SQLSTATES)
+    if isinstance(error, asyncpg.PostgresError):
+        return _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATES)
+    return isinstance(error, (sa_exc.TimeoutError, OSError))
+
+
+def _sqlstate(error: object) -> str:
+    return str(getattr(error, "sqlstate", None) or "")
 
 
 class Base(DeclarativeBase):
@@ -42,8 +78,17 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, pool_pre_ping=True)
+def create_engine(url: str, *, pool_size: int = 10, connect_timeout_seconds: float = 5.0) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        # A dead connection (Postgres restarted) is found before use and replaced: recovery needs no restart.
+        pool_pre_ping=True,
+        # A Postgres that does not answer is "unavailable" within seconds, not after asyncpg's 60 s default.
+        connect_args={"timeout": connect_timeout_seconds},
+        # Errors and logs must not carry bound parameters: they hold encrypted codes, fingerprints, captions.
+        hide_parameters=True,
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -51,8 +96,14 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
+async def _request_session(
+    sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)],
+) -> AsyncIterator[AsyncSession]:
     async with sessionmaker() as session:
         try:
             yield session
@@ -64,3 +115,4 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]

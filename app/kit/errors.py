@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.kit.db import DATABASE_ERROR_TYPES, is_database_unavailable
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:spark-authorizations:problem:"
 
@@ -83,6 +85,17 @@ class CursorInvalid(ProblemError):
     title = "The pagination cursor is not one this service issued"
 
 
+class DatabaseUnavailable(ProblemError):
+    """Postgres cannot be reached, or no connection came free in time. Nothing was half-done: every write the
+    service makes is one transaction, and intake records its intent before it changes TikTok."""
+
+    status = 503
+    reason = "database_unavailable"
+    title = "The database cannot be reached; try again shortly"
+    retryable = True
+    retry_after_seconds = 2
+
+
 def _problem(
     *,
     status: int,
@@ -116,7 +129,8 @@ def problem_responses(*errors: type[ProblemError]) -> dict[int | str, dict[str, 
     """OpenAPI `responses=` for the problems a route can answer, grouped by status, reasons listed."""
     by_status: dict[int, list[type[ProblemError]]] = {}
     error: type[ProblemError]
-    for error in (*errors, RequestInvalid):
+    # Every operation validates its input, and every operation but /healthz needs the database.
+    for error in (*errors, RequestInvalid, DatabaseUnavailable):
         by_status.setdefault(error.status, []).append(error)
     responses: dict[int | str, dict[str, Any]] = {}
     for status, group in sorted(by_status.items()):
@@ -167,6 +181,13 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(body, exc.headers)
 
 
+async def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if is_database_unavailable(exc):
+        log.warning("request.database_unavailable", path=request.url.path, error_type=type(exc).__name__)
+        return await _handle_problem(request, DatabaseUnavailable())
+    return await _handle_unexpected(request, exc)
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Anything reaching here is a bug: log it with the traceback, answer a problem without internals.
     request_id = getattr(request.state, "request_id", None)
@@ -202,4 +223,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
+    # Registered by type, not folded into the catch-all below: Starlette re-raises what reaches the catch-all
+    # after answering, which would log an outage as a crash.
+    for error_type in DATABASE_ERROR_TYPES:
+        app.add_exception_handler(error_type, _handle_database_error)
     app.add_exception_handler(Exception, _handle_unexpected)

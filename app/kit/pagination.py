@@ -1,10 +1,11 @@
-"""Keyset (cursor) pagination: stable under inserts, cheap at any depth."""
+"""Keyset (cursor) pagination: stable under inserts, cheap at any depth.
+
+A cursor is signed by the service (`SecretBox.sign`): callers pass it back unchanged and cannot make or alter
+one, so whatever it holds was written by this service. Anything else is `cursor_invalid`.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,9 +14,13 @@ from typing import Annotated, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, Field
 
+from app.kit.crypto import SecretBox, SignatureInvalid
+from app.kit.deps import Secrets
 from app.kit.errors import CursorInvalid
 
 T = TypeVar("T")
+
+_PURPOSE = "pagination-cursor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,21 +30,26 @@ class Cursor:
     created_at: datetime
     id: uuid.UUID
 
-    def encode(self) -> str:
-        raw = json.dumps([self.created_at.isoformat(), str(self.id)]).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    def encode(self, box: SecretBox) -> str:
+        return box.sign([self.created_at.isoformat(), str(self.id)], purpose=_PURPOSE)
 
     @classmethod
-    def decode(cls, value: str) -> Cursor:
+    def decode(cls, box: SecretBox, value: str) -> Cursor:
         try:
-            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-            created_at, row_id = json.loads(raw)
-            parsed = cls(datetime.fromisoformat(created_at), uuid.UUID(row_id))
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+            payload = box.unsign(value, purpose=_PURPOSE)
+        except SignatureInvalid as exc:
             raise CursorInvalid() from exc
-        if parsed.created_at.tzinfo is None:
+        match payload:
+            case [str(created_at), str(row_id)]:
+                try:
+                    cursor = cls(datetime.fromisoformat(created_at), uuid.UUID(row_id))
+                except ValueError as exc:
+                    raise CursorInvalid() from exc
+            case _:
+                raise CursorInvalid()
+        if cursor.created_at.tzinfo is None:  # only a change of this code could make one: refuse, do not guess
             raise CursorInvalid()
-        return parsed
+        return cursor
 
 
 class Page(BaseModel, Generic[T]):
@@ -51,10 +61,17 @@ class Page(BaseModel, Generic[T]):
 class PageParams:
     limit: int
     cursor: Cursor | None
+    box: SecretBox
+
+    def next_cursor(self, last_created_at: datetime, last_id: uuid.UUID) -> str:
+        return Cursor(last_created_at, last_id).encode(self.box)
 
 
 def page_params(
+    box: Secrets,
     limit: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 50,
-    cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="`next_cursor` of the previous page, unchanged.")
+    ] = None,
 ) -> PageParams:
-    return PageParams(limit=limit, cursor=Cursor.decode(cursor) if cursor else None)
+    return PageParams(limit=limit, cursor=Cursor.decode(box, cursor) if cursor else None, box=box)

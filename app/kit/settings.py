@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     tiktok_max_attempts: int = Field(default=4, ge=1, le=10)
 
     database_pool_size: int = Field(default=10, ge=1)
+    database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.json
 

@@ -1,8 +1,9 @@
 """The adapter that speaks TikTok's Business API v1.3 for Spark Ads posts (tiktok-business-api.md).
 
-Every call goes through `TikTokClient._call`: one envelope parser, one error classifier, one retry policy.
-Transient faults are retried with exponential backoff and jitter (stamina) under a hard deadline; permanent
-ones are raised at once. Nothing here decides policy (duration limits, windows, banned posts): callers do.
+Every call goes through `TikTokClient._call`: one envelope reader (`classify`), one parser per answer (`parse`),
+one retry policy. Transient faults are retried with exponential backoff and jitter (stamina) under a hard
+deadline; permanent ones are raised at once. Nothing here decides policy (duration limits, windows, banned
+posts): callers do.
 
 Secrets: auth codes and access tokens never reach a log line or an exception message. Logs carry the API
 path (never the URL, whose query string holds the code), TikTok's code and request id, and the attempt.
@@ -12,139 +13,39 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 import stamina
 import structlog
 
+from app.tiktok.classify import read_envelope
 from app.tiktok.errors import (
-    SparkCodeProblem,
-    TikTokAccessTokenInvalid,
+    NOTHING_DONE,
     TikTokBadResponse,
     TikTokError,
-    TikTokPermissionDenied,
-    TikTokRateLimited,
+    TikTokNotReached,
     TikTokRequestRejected,
     TikTokTimeout,
     TikTokTransientError,
     TikTokUnavailable,
 )
-from app.tiktok.models import ItemType, PostInfo, PostPage, PostStatus
+from app.tiktok.models import ItemType, PostInfo, PostPage
+from app.tiktok.parse import JsonObject, parse_page, parse_post
 
-__all__ = ["TikTokClient", "classify_error"]
+__all__ = ["TikTokClient"]
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-JsonObject = dict[str, Any]
 
 _PATH_INFO = "tt_video/info/"
 _PATH_AUTHORIZE = "tt_video/authorize/"
 _PATH_LIST = "tt_video/list/"
 _PATH_UNBIND = "tt_video/unbind/"
 
-# Return codes, tiktok-business-api.md section 5.
-_RATE_LIMITED_CODES = frozenset({40100, 40133})
-_UNAVAILABLE_CODES = frozenset({50000, 50002, 60001, -500})
-_TOKEN_INVALID_CODES = frozenset({40102, 40104, 40105, 40106})
-_PERMISSION_CODES = frozenset({40001, 40300, 40301})
-_OBJECT_NOT_FOUND = 40007
-
-# Ads Manager's numeric codes for problems with a code or its post [HC]. The API may never send these
-# (unconfirmed); if it does, the code is more reliable than the wording of the message.
-_PROBLEM_BY_CODE: Mapping[int, SparkCodeProblem] = {
-    4002: SparkCodeProblem.post_deleted,
-    4013: SparkCodeProblem.auth_code_invalid,
-    4025: SparkCodeProblem.auth_code_expired,
-    4027: SparkCodeProblem.story_video_not_supported,
-    4042: SparkCodeProblem.carousel_duet_not_supported,
-    900003: SparkCodeProblem.multi_level_duet_stitch,
-    900012: SparkCodeProblem.post_banned,
-    930002: SparkCodeProblem.mentions_multiple_videos,
-}
-
-# Ads Manager's error names, which TikTok's messages most likely carry. Checked before the plain-word
-# keywords below because they are unambiguous.
-_PROBLEM_BY_TOKEN: Sequence[tuple[str, SparkCodeProblem]] = (
-    ("auth_code_format_error", SparkCodeProblem.auth_code_invalid),
-    ("auth_code_expired", SparkCodeProblem.auth_code_expired),
-    ("auth_code_not_found", SparkCodeProblem.auth_code_not_found),
-    ("video_deleted", SparkCodeProblem.post_deleted),
-    ("video_unavailable", SparkCodeProblem.post_deleted),
-    ("illegal_item_status", SparkCodeProblem.post_banned),
-    ("mention_multiple_videos", SparkCodeProblem.mentions_multiple_videos),
-    ("multi_duet_stitch", SparkCodeProblem.multi_level_duet_stitch),
-    ("carousel_duet", SparkCodeProblem.carousel_duet_not_supported),
-    ("story_video", SparkCodeProblem.story_video_not_supported),
-)
-
-_PROBLEM_BY_WORD: Sequence[tuple[tuple[str, ...], SparkCodeProblem]] = (
-    (("format",), SparkCodeProblem.auth_code_invalid),
-    (("expired",), SparkCodeProblem.auth_code_expired),
-    (("not found", "not exist"), SparkCodeProblem.auth_code_not_found),
-    (("deleted",), SparkCodeProblem.post_deleted),
-    (("banned",), SparkCodeProblem.post_banned),
-)
-
-# A message that is about another parameter ("advertiser_id: invalid format") must not be read as a verdict
-# on the creator's code just because it contains one of the plain words above.
-_OTHER_FIELD = re.compile(r"\b(advertiser_id|page_size|item_types|access[_ -]token)\b", re.IGNORECASE)
-_MENTIONS_CODE = re.compile(r"auth[_ ]code", re.IGNORECASE)
-
-_REDACTED = "[redacted]"
-
-
-def _problem_from_message(message: str) -> SparkCodeProblem | None:
-    lowered = message.lower()
-    if "original_post_auth_code" in lowered:
-        if "required" in lowered or "missing" in lowered:
-            return SparkCodeProblem.original_post_code_required
-        if "match" in lowered or "belong" in lowered:
-            return SparkCodeProblem.original_post_code_mismatch
-    for token, problem in _PROBLEM_BY_TOKEN:
-        if token in lowered:
-            return problem
-    if _OTHER_FIELD.search(message) and not _MENTIONS_CODE.search(message):
-        return None
-    for words, problem in _PROBLEM_BY_WORD:
-        if any(word in lowered for word in words):
-            return problem
-    return None
-
-
-def classify_error(
-    code: int,
-    message: str,
-    *,
-    request_id: str | None,
-    http_status: int | None,
-    about_code: bool = True,
-) -> TikTokError:
-    """The taxonomy's error for TikTok's non-zero `code` (tiktok-business-api.md section 5).
-
-    `about_code` says whether the request carried a creator's code (info, authorize); only then can a
-    rejection name a `SparkCodeProblem`.
-    """
-    context: dict[str, Any] = {"code": code, "request_id": request_id, "http_status": http_status}
-    if code in _RATE_LIMITED_CODES:
-        return TikTokRateLimited(message, **context)
-    if code in _UNAVAILABLE_CODES:
-        return TikTokUnavailable(message, **context)
-    if code in _TOKEN_INVALID_CODES:
-        return TikTokAccessTokenInvalid(message, **context)
-    if code in _PERMISSION_CODES:
-        return TikTokPermissionDenied(message, **context)
-    problem: SparkCodeProblem | None = None
-    if about_code:
-        problem = _PROBLEM_BY_CODE.get(code) or _problem_from_message(message)
-        if problem is None and code == _OBJECT_NOT_FOUND:
-            problem = SparkCodeProblem.auth_code_not_found
-    return TikTokRequestRejected(message, problem=problem, **context)
+_MAX_PAGE_SIZE = 50  # tt_video/list's largest page
 
 
 class TikTokClient:
@@ -186,7 +87,7 @@ class TikTokClient:
             params={"advertiser_id": advertiser_id, "auth_code": auth_code},
             secrets=(auth_code,),
             about_code=True,
-            parse=_parse_post,
+            parse=parse_post,
         )
 
     async def authorize(
@@ -212,6 +113,10 @@ class TikTokClient:
             secrets=secrets,
             about_code=True,
             parse=_ignore_data,
+            # Not confirmed idempotent: tried again only when TikTok surely did nothing with the first attempt.
+            # A timeout or a system error may come after the code was applied; the caller settles those by
+            # reading TikTok (`find_bound_post`) instead of applying the code twice.
+            retry_on=NOTHING_DONE,
         )
 
     async def list_posts(
@@ -236,7 +141,7 @@ class TikTokClient:
             params["keyword"] = keyword
 
         def parse(data: JsonObject) -> PostPage:
-            return _parse_page(data, page=page, page_size=page_size)
+            return parse_page(data, page=page, page_size=page_size)
 
         return await self._call(
             "GET",
@@ -247,6 +152,30 @@ class TikTokClient:
             about_code=False,
             parse=parse,
         )
+
+    async def find_bound_post(self, *, advertiser_id: str, access_token: str, item_id: str) -> PostInfo | None:
+        """The post as TikTok lists it if it is authorized to the ad account right now, else None.
+
+        Read from `tt_video/list` with `keyword=item_id`. The keyword also matches caption text, so a post whose
+        caption holds those digits may come back too: only an entry with exactly this item_id counts, and the
+        pages are read until it is found or they end. Each page is one call, with its own retries and deadline.
+        """
+        page_number = 1
+        while True:
+            page = await self.list_posts(
+                advertiser_id=advertiser_id,
+                access_token=access_token,
+                keyword=item_id,
+                page=page_number,
+                page_size=_MAX_PAGE_SIZE,
+            )
+            for post in page.posts:
+                if post.item_id == item_id:
+                    return post
+            # Counted here rather than trusting page_info's `page`, so a TikTok that ignored `page` cannot loop.
+            if not page.posts or page_number >= page.total_page:
+                return None
+            page_number += 1
 
     async def unbind(self, *, advertiser_id: str, access_token: str, item_id: str) -> None:
         """Un-authorize a post from an ad account (`POST tt_video/unbind/`, D16)."""
@@ -271,6 +200,7 @@ class TikTokClient:
         secrets: tuple[str, ...],
         about_code: bool,
         parse: Callable[[JsonObject], T],
+        retry_on: tuple[type[TikTokError], ...] = (TikTokTransientError,),
     ) -> T:
         secrets = (*secrets, access_token)
         attempt_number = 0
@@ -291,7 +221,7 @@ class TikTokClient:
         try:
             async with asyncio.timeout(self._deadline_seconds):
                 async for attempt in stamina.retry_context(
-                    on=TikTokTransientError,
+                    on=retry_on,
                     attempts=self._max_attempts,
                     timeout=self._deadline_seconds,
                     wait_initial=self._wait_initial_seconds,
@@ -337,6 +267,8 @@ class TikTokClient:
                 headers={"Access-Token": access_token},
                 timeout=self._request_timeout_seconds,
             )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise TikTokNotReached(f"could not connect to TikTok ({type(exc).__name__})") from None
         except httpx.TimeoutException as exc:
             # The exception's text and request can hold the URL, and so the code: only its type is kept.
             raise TikTokTimeout(f"no answer within {self._request_timeout_seconds:g}s ({type(exc).__name__})") from None
@@ -344,7 +276,11 @@ class TikTokClient:
             raise TikTokUnavailable(f"could not reach TikTok ({type(exc).__name__})") from None
         except httpx.DecodingError as exc:
             raise TikTokBadResponse(f"the body could not be decoded ({type(exc).__name__})") from None
-        return _read_envelope(response, secrets=secrets, about_code=about_code)
+        return read_envelope(response, secrets=secrets, about_code=about_code)
+
+
+def _ignore_data(_data: JsonObject) -> None:
+    return None
 
 
 async def _logged_attempt(call: Awaitable[T], *, path: str, attempt: int) -> T:
@@ -375,174 +311,9 @@ def _log_failure(error: TikTokError, *, path: str, attempt: int) -> None:
         "request_id": error.request_id,
     }
     if isinstance(error, TikTokRequestRejected):
-        fields["problem"] = error.problem.value if error.problem else None
+        fields["refusal"] = error.refusal.value if error.refusal else None
     if isinstance(error, TikTokTransientError):
         log.error("tiktok.request.failed", **fields)
     else:
         # A rejection is TikTok's answer about the request, not an outage: worth recording, not alarming.
         log.info("tiktok.request.rejected", **fields)
-
-
-def _scrub(message: str, secrets: tuple[str, ...]) -> str:
-    """TikTok may echo a code or token in its message; the message ends up in logs and API answers."""
-    for secret in secrets:
-        if len(secret) >= 4:
-            message = message.replace(secret, _REDACTED)
-    return message
-
-
-def _read_envelope(response: httpx.Response, *, secrets: tuple[str, ...], about_code: bool) -> JsonObject:
-    status = response.status_code
-    envelope: JsonObject | None = None
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("code"), int) and not isinstance(body["code"], bool):
-        envelope = body
-
-    if envelope is not None:
-        code: int = envelope["code"]
-        message = _scrub(str(envelope.get("message") or ""), secrets)
-        raw_request_id = envelope.get("request_id")
-        request_id = str(raw_request_id) if raw_request_id not in (None, "") else None
-    else:
-        code, message, request_id = 0, "", None
-
-    if status >= 500:
-        text = message or f"TikTok answered HTTP {status}"
-        raise TikTokUnavailable(text, code=code if envelope else None, request_id=request_id, http_status=status)
-    if status == 429:
-        raise TikTokRateLimited(
-            message or "TikTok answered HTTP 429",
-            code=code if envelope else None,
-            request_id=request_id,
-            http_status=status,
-        )
-    if not 200 <= status < 300:
-        if envelope is not None and code != 0:
-            raise classify_error(code, message, request_id=request_id, http_status=status, about_code=about_code)
-        # The request never reached the API logic (a missing trailing slash gives 404): nothing to classify.
-        raise TikTokRequestRejected(f"TikTok answered HTTP {status}", http_status=status, request_id=request_id)
-
-    if envelope is None:
-        raise TikTokBadResponse("the body is not TikTok's envelope (JSON object with an int code)", http_status=status)
-    if code != 0:
-        raise classify_error(code, message, request_id=request_id, http_status=status, about_code=about_code)
-    data = envelope.get("data")
-    if not isinstance(data, dict):
-        raise TikTokBadResponse("success without a data object", code=code, request_id=request_id, http_status=status)
-    return data
-
-
-def _ignore_data(_data: JsonObject) -> None:
-    return None
-
-
-def _parse_time(value: object, field: str) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz=UTC)
-    if not isinstance(value, str):
-        raise TikTokBadResponse(f"{field} is not a time")
-    try:
-        # Covers TikTok's usual "YYYY-MM-DD HH:MM:SS" (UTC, no zone) and ISO "2025-05-20T11:40:50Z".
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise TikTokBadResponse(f"{field} is not a time TikTok is known to send") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def _object(value: object) -> JsonObject:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: object) -> str | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (str, int)):
-        return str(value)
-    return None
-
-
-def _parse_post(data: JsonObject) -> PostInfo:
-    item = _object(data.get("item_info"))
-    user = _object(data.get("user_info"))
-    auth = _object(data.get("auth_info"))
-    raw_video = data.get("video_info")
-    video = _object(raw_video)
-
-    item_id = _text(item.get("item_id"))
-    if not item_id:
-        raise TikTokBadResponse("item_info.item_id is missing")
-
-    raw_type = item.get("item_type")
-    if raw_type is None:
-        # The official list example has no item_type; carousels are the posts without video_info.
-        item_type = ItemType.video if isinstance(raw_video, dict) else ItemType.carousel
-    else:
-        try:
-            item_type = ItemType(str(raw_type).upper())
-        except ValueError:
-            raise TikTokBadResponse(f"item_info.item_type {raw_type!r} is not VIDEO or CAROUSEL") from None
-
-    duration = video.get("duration")
-    duration_seconds: float | None = None
-    if isinstance(duration, (int, float)) and not isinstance(duration, bool) and math.isfinite(duration):
-        duration_seconds = float(duration)
-
-    raw_status = _text(item.get("status"))
-    mentioned = item.get("mentioned_item_ids")
-    mentioned_ids = tuple(text for text in (_text(m) for m in mentioned) if text) if isinstance(mentioned, list) else ()
-
-    # poster_url / preview_url expire within the hour (section 2): deliberately not carried.
-    return PostInfo(
-        item_id=item_id,
-        item_type=item_type,
-        caption=_text(item.get("text")),
-        status=PostStatus.parse(raw_status),
-        raw_status=raw_status,
-        identity_id=_text(user.get("identity_id")),
-        identity_type=_text(user.get("identity_type")),
-        tiktok_name=_text(user.get("tiktok_name")),
-        duration_seconds=duration_seconds,
-        ad_auth_status=_text(auth.get("ad_auth_status")),
-        auth_start_at=_parse_time(auth.get("auth_start_time"), "auth_info.auth_start_time"),
-        auth_end_at=_parse_time(auth.get("auth_end_time"), "auth_info.auth_end_time"),
-        duet_original_item_id=_text(item.get("duet_original_item_id")) or None,
-        stitch_original_item_id=_text(item.get("stitch_original_item_id")) or None,
-        is_multi_duet_stitch=item.get("is_multi_duet_stitch") is True,
-        mentioned_item_ids=mentioned_ids,
-    )
-
-
-def _int_field(value: object, default: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return default
-
-
-def _parse_page(data: JsonObject, *, page: int, page_size: int) -> PostPage:
-    entries = data.get("list")
-    if entries is None:
-        entries = []
-    if not isinstance(entries, list):
-        raise TikTokBadResponse("data.list is not a list")
-    posts = [_parse_post(_object(entry)) for entry in entries]
-    info = _object(data.get("page_info"))
-    # page_info should always be there; if it is not, what was asked and what came back are the best guess.
-    size = _int_field(info.get("page_size"), page_size)
-    total_number = _int_field(info.get("total_number"), len(posts))
-    total_page = _int_field(info.get("total_page"), math.ceil(total_number / size) if size > 0 else 0)
-    return PostPage(
-        posts=posts,
-        page=_int_field(info.get("page"), page),
-        page_size=size,
-        total_number=total_number,
-        total_page=total_page,
-    )

@@ -4,9 +4,10 @@ Transient errors (rate limits, TikTok system errors, HTTP 5xx, timeouts, bodies 
 are retried by the client under a deadline; permanent ones never are. Every error keeps TikTok's `code`,
 `message` and `request_id` so that the caller can quote them to TikTok support.
 
-`SparkCodeProblem` names what is wrong with a creator's code or post when TikTok says so in an error; which
-numeric code and message TikTok's API uses for these is unconfirmed (tiktok-business-api.md section 5), so the
-client classifies by code first, then by message.
+`TikTokRefusal` names, in TikTok's own words (Ads Manager's error names), what TikTok says is wrong with a
+creator's code or post. What that means for this service's callers is the domain's decision, not the adapter's.
+Which numeric code and message TikTok's API uses for these is unconfirmed (tiktok-business-api.md section 5), so
+the client classifies by code first, then by message.
 """
 
 from __future__ import annotations
@@ -14,18 +15,24 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class SparkCodeProblem(StrEnum):
-    auth_code_invalid = "auth_code_invalid"  # Ads Manager 4013 auth_code_format_error
-    auth_code_not_found = "auth_code_not_found"  # code deleted or never existed
+class TikTokRefusal(StrEnum):
+    """What TikTok refuses a code or post for, by Ads Manager's names (and its numeric codes, where known)."""
+
+    auth_code_format_error = "auth_code_format_error"  # 4013
     auth_code_expired = "auth_code_expired"  # 4025
-    post_deleted = "post_deleted"  # 4002 video_deleted / video_unavailable
-    post_banned = "post_banned"  # 900012 illegal_item_status_error
+    auth_code_not_found = "auth_code_not_found"  # the code was deleted by its creator, or never existed
+    video_deleted = "video_deleted"  # 4002
+    video_unavailable = "video_unavailable"  # 4002
+    illegal_item_status_error = "illegal_item_status_error"  # 900012: removed by moderation
+    mention_multiple_videos = "mention_multiple_videos"  # 930002
+    multi_duet_stitch_refused = "multi_duet_stitch_refused"  # 900003: a Duet of a Duet, a Stitch of a Stitch
     carousel_duet_not_supported = "carousel_duet_not_supported"  # 4042
-    multi_level_duet_stitch = "multi_level_duet_stitch"  # 900003
-    mentions_multiple_videos = "mentions_multiple_videos"  # 930002
     story_video_not_supported = "story_video_not_supported"  # 4027
-    original_post_code_required = "original_post_code_required"
-    original_post_code_mismatch = "original_post_code_mismatch"
+    original_post_auth_code_required = "original_post_auth_code_required"  # a Duet/Stitch without its original's
+    original_post_auth_code_mismatch = "original_post_auth_code_mismatch"  # an original's code for another post
+    # `authorize` of a post already authorized to this ad account. Unconfirmed whether TikTok ever answers so
+    # (whether `authorize` is idempotent is not documented): recognised from the message when it does.
+    already_authorized = "already_authorized"
 
 
 class TikTokError(Exception):
@@ -58,6 +65,10 @@ class TikTokUnavailable(TikTokTransientError):
     """50000/50002/60001, -500 call_rpc_fail, HTTP 5xx, or the connection failed."""
 
 
+class TikTokNotReached(TikTokUnavailable):
+    """The connection to TikTok could not be made: the request never left, so TikTok did nothing with it."""
+
+
 class TikTokTimeout(TikTokTransientError):
     """No answer within the per-request timeout, or the overall deadline ran out."""
 
@@ -81,17 +92,23 @@ class TikTokPermissionDenied(TikTokPermanentError):
 class TikTokRequestRejected(TikTokPermanentError):
     """Any other non-zero code (invalid parameters, object not found, ...).
 
-    `problem` is set when the code or message says what is wrong with the creator's code or post.
+    `refusal` is set when the code or message says what TikTok finds wrong with the creator's code or post.
     """
 
     def __init__(
         self,
         message: str,
         *,
-        problem: SparkCodeProblem | None = None,
+        refusal: TikTokRefusal | None = None,
         code: int | None = None,
         request_id: str | None = None,
         http_status: int | None = None,
     ) -> None:
         super().__init__(message, code=code, request_id=request_id, http_status=http_status)
-        self.problem = problem
+        self.refusal = refusal
+
+
+# Failures after which TikTok surely did nothing with the request: safe to send again even when the request is
+# not idempotent. After any other transient failure (a timeout, a system error) the request may have been
+# carried out; after a permanent one TikTok said no.
+NOTHING_DONE: tuple[type[TikTokError], ...] = (TikTokRateLimited, TikTokNotReached)

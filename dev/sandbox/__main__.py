@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dev.sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long the slow fault code waits")
+    parser.add_argument(
+        "--slow-seconds", type=float, default=30.0, help="how long #SBX+fault/slow= and #SBX+authorize/times-out= wait"
+    )
     args = parser.parse_args(argv)
 
     print(f"TikTok sandbox on http://{args.host}:{args.port}/open_api/ (any Access-Token works)")

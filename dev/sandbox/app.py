@@ -3,7 +3,10 @@
 It exists so that the service, its tests and a developer's laptop can go through every situation in
 `seed.DEMO_CODES` (valid windows, expired codes, banned posts, Duets, rate limits, outages) without TikTok.
 Where TikTok's behaviour is unconfirmed the sandbox picks one answer, the one the reference calls most likely:
-problems with a code or post come back as 40002/40007 with Ads Manager's error name in the message.
+problems with a code or post come back as 40002/40007 with Ads Manager's error name in the message. Where the
+likely answer would spare the service a case TikTok may still present, a seeded code presents it: `authorize` is
+idempotent here, except for `#SBX+authorize/refused-twice=`, which refuses a post already bound, and
+`#SBX+authorize/times-out=`, which binds and then answers too late.
 
 State (which posts are bound to which advertiser, how often a flaky code has failed) lives in the app
 instance, so every test that builds its own app starts clean. Codes and tokens are never logged.
@@ -117,10 +120,16 @@ class Sandbox:
                 raise _invalid("original_post_auth_code does not match the original post")
 
         bound = self.bindings.setdefault(advertiser_id, {})
-        # Applying a code again is the same authorization (D2): keep the first binding as it was.
-        bound[post.item_id] = _Binding(code, demo)  # a later code for the same post replaces the earlier one
+        if demo.behaviour is Behaviour.refused_twice and post.item_id in bound:
+            raise _invalid("already_authorized: the video has already been authorized to this advertiser.")
+        # Applying a code again succeeds and is the same authorization (D2); a later code for the same post
+        # replaces the earlier one.
+        bound[post.item_id] = _Binding(code, demo)
         if original is not None and original.post is not None:
             bound.setdefault(original.post.item_id, _Binding(original.code, original))
+        if demo.behaviour is Behaviour.times_out:
+            # Bound before the wait: a client that gives up meanwhile has applied the code all the same.
+            await asyncio.sleep(self.slow_seconds)
         return {}
 
     async def list_posts(self, request: Request) -> JsonObject:
@@ -208,8 +217,8 @@ class Sandbox:
                         status_code=503,
                     )
                 )
-            case Behaviour.valid | Behaviour.expired_status:
-                pass
+            case Behaviour.valid | Behaviour.expired_status | Behaviour.refused_twice | Behaviour.times_out:
+                pass  # refused_twice and times_out differ in authorize only
         if demo.post is None:
             raise AssertionError(f"seed error: {demo.description} has no post")
         return demo

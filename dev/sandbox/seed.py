@@ -25,6 +25,9 @@ class Behaviour(StrEnum):
     slow = "slow"  # sleeps `slow_seconds`, then valid
     malformed = "malformed"  # HTTP 200 with a body that is not JSON
     http_503 = "http_503"  # HTTP 503 with an HTML body
+    # authorize of a post already bound to that advertiser answers 40002 already_authorized (valid otherwise)
+    refused_twice = "refused_twice"
+    times_out = "times_out"  # authorize binds the post, then sleeps `slow_seconds` before answering
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,8 @@ UNRELATED_ORIGINAL_ITEM_ID = "7380112233445566703"
 DUET_ITEM_ID = "7380112233445566711"
 VIDEO_30D_ITEM_ID = "7380112233445566002"
 VIDEO_60D_ITEM_ID = "7380112233445566004"
+REFUSED_TWICE_ITEM_ID = "7380112233445566801"
+TIMES_OUT_ITEM_ID = "7380112233445566802"
 
 _ANA = Creator("7301000000000000001", "sbx.ana.creates")
 _BRUNO = Creator("7301000000000000002", "sbx.bruno.films")
@@ -254,7 +259,8 @@ DEMO_CODES: tuple[DemoCode, ...] = (
         "valid video that mentions one other video (allowed)",
         DemoPost(
             "7380112233445566715",
-            "Reply to @sbx.ana.creates",
+            # The mentioned post's id in the caption: tt_video/list's keyword matches captions as well as ids.
+            f"Reply to @sbx.ana.creates on video {VIDEO_30D_ITEM_ID}",
             _CHIDI,
             mentioned_item_ids=(VIDEO_30D_ITEM_ID,),
         ),
@@ -268,6 +274,21 @@ DEMO_CODES: tuple[DemoCode, ...] = (
             _DANA,
             mentioned_item_ids=(VIDEO_30D_ITEM_ID, VIDEO_60D_ITEM_ID),
         ),
+    ),
+    # Where TikTok's authorize is not confirmed idempotent, and may apply a code yet not answer in time.
+    DemoCode(
+        "#SBX+authorize/refused-twice=",
+        "valid public video; authorize of it to an ad account where the post is already bound answers 40002 "
+        "already_authorized",
+        DemoPost(REFUSED_TWICE_ITEM_ID, "Second take: rooftop yoga", _DANA, duration=31.0),
+        behaviour=Behaviour.refused_twice,
+    ),
+    DemoCode(
+        "#SBX+authorize/times-out=",
+        "valid public video; info answers at once, authorize binds it and then waits slow_seconds before "
+        "answering (the client times out although the code was applied)",
+        DemoPost(TIMES_OUT_ITEM_ID, "Night market in one take", _CHIDI, duration=52.0),
+        behaviour=Behaviour.times_out,
     ),
     # Faults, on info and authorize alike.
     DemoCode(

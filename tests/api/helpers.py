@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -59,3 +60,50 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
     def count(self, endpoint: str) -> int:
         return sum(1 for path in self.paths if path.endswith(f"/tt_video/{endpoint}/"))
+
+
+class GatedTransport(httpx.AsyncBaseTransport):
+    """Holds TikTok calls to one endpoint while `held`: a TikTok that takes as long as a test needs."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, endpoint: str, *, held: bool = True) -> None:
+        self.inner = inner
+        self.endpoint = endpoint
+        self.waiting = 0
+        self._gate = asyncio.Event()
+        self._arrivals = asyncio.Condition()
+        if not held:
+            self._gate.set()
+
+    def hold(self) -> None:
+        self._gate.clear()
+
+    def open(self) -> None:
+        self._gate.set()
+
+    async def wait_for(self, count: int) -> None:
+        """Until `count` calls are held at the gate (fails the test after a minute)."""
+        async with asyncio.timeout(60), self._arrivals:
+            await self._arrivals.wait_for(lambda: self.waiting >= count)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(f"/tt_video/{self.endpoint}/") and not self._gate.is_set():
+            async with self._arrivals:
+                self.waiting += 1
+                self._arrivals.notify_all()
+            try:
+                await self._gate.wait()
+            finally:
+                self.waiting -= 1
+        return await self.inner.handle_async_request(request)
+
+
+async def authorizations_in_database(db: AsyncEngine) -> list[dict[str, Any]]:
+    """Every authorization row, as the database holds it, oldest first."""
+    async with db.connect() as connection:
+        rows = await connection.execute(
+            text(
+                "SELECT id, item_id, state, claimed_until, original_authorization_id, caption, tiktok_name, "
+                "tiktok_auth_status FROM authorizations ORDER BY created_at, item_id"
+            )
+        )
+        return [dict(row._mapping) for row in rows]

@@ -13,18 +13,26 @@ from structlog.testing import capture_logs
 
 from app.tiktok.client import TikTokClient
 from app.tiktok.errors import (
-    SparkCodeProblem,
     TikTokAccessTokenInvalid,
     TikTokBadResponse,
     TikTokPermissionDenied,
     TikTokRateLimited,
+    TikTokRefusal,
     TikTokRequestRejected,
     TikTokTimeout,
     TikTokUnavailable,
 )
 from app.tiktok.models import ItemType, PostInfo, PostStatus
 from dev.sandbox import DEMO_CODES, create_sandbox_app
-from dev.sandbox.seed import DUET_ITEM_ID, DUET_ORIGINAL_ITEM_ID, STITCH_ORIGINAL_ITEM_ID, demo_code
+from dev.sandbox.seed import (
+    DUET_ITEM_ID,
+    DUET_ORIGINAL_ITEM_ID,
+    REFUSED_TWICE_ITEM_ID,
+    STITCH_ORIGINAL_ITEM_ID,
+    TIMES_OUT_ITEM_ID,
+    VIDEO_30D_ITEM_ID,
+    demo_code,
+)
 from tests.tiktok.conftest import (
     ACCESS_TOKEN,
     ADVERTISER_ID,
@@ -98,13 +106,13 @@ class TestProtocol:
         assert response.status_code == 404
         assert "application/json" not in response.headers.get("content-type", "")
 
-    async def test_the_client_sees_a_404_as_a_rejection_without_a_problem(
+    async def test_the_client_sees_a_404_as_a_rejection_without_a_refusal(
         self, sandbox_http: httpx.AsyncClient
     ) -> None:
         client = TikTokClient(sandbox_http, base_url="http://127.0.0.1:8001/no_such_api/")
         with pytest.raises(TikTokRequestRejected) as caught:
             await info(client, "#SBX+video/30d=")
-        assert (caught.value.http_status, caught.value.problem) == (404, None)
+        assert (caught.value.http_status, caught.value.refusal) == (404, None)
 
     async def test_every_answer_is_an_envelope_with_a_request_id(self, sandbox_http: httpx.AsyncClient) -> None:
         ok = await sandbox_http.get(
@@ -150,7 +158,7 @@ class TestProtocol:
         with pytest.raises(TikTokRequestRejected) as caught:
             await info(tiktok, "#SBX+video/30d=", advertiser="act_123")
         assert caught.value.code == 40002
-        assert caught.value.problem is None
+        assert caught.value.refusal is None
 
     async def test_an_advertiser_that_does_not_exist_is_40300(self, tiktok: TikTokClient) -> None:
         with pytest.raises(TikTokPermissionDenied) as caught:
@@ -221,7 +229,7 @@ class TestInfo:
     async def test_an_expired_code_can_be_an_error(self, tiktok: TikTokClient) -> None:
         with pytest.raises(TikTokRequestRejected) as caught:
             await info(tiktok, "#SBX+expired/error=")
-        assert (caught.value.code, caught.value.problem) == (40002, SparkCodeProblem.auth_code_expired)
+        assert (caught.value.code, caught.value.refusal) == (40002, TikTokRefusal.auth_code_expired)
 
     async def test_an_expired_code_can_be_a_post_with_a_past_window(self, tiktok: TikTokClient) -> None:
         post = await info(tiktok, "#SBX+expired/status=")
@@ -233,13 +241,13 @@ class TestInfo:
     async def test_a_deleted_or_unknown_code_is_not_found(self, tiktok: TikTokClient, code: str) -> None:
         with pytest.raises(TikTokRequestRejected) as caught:
             await info(tiktok, code)
-        assert (caught.value.code, caught.value.problem) == (40007, SparkCodeProblem.auth_code_not_found)
+        assert (caught.value.code, caught.value.refusal) == (40007, TikTokRefusal.auth_code_not_found)
         assert "auth_code_not_found" in caught.value.message
 
     async def test_a_malformed_code_is_a_format_error(self, tiktok: TikTokClient) -> None:
         with pytest.raises(TikTokRequestRejected) as caught:
             await info(tiktok, "#SBX+code/format-error=")
-        assert (caught.value.code, caught.value.problem) == (40002, SparkCodeProblem.auth_code_invalid)
+        assert (caught.value.code, caught.value.refusal) == (40002, TikTokRefusal.auth_code_format_error)
 
     @pytest.mark.parametrize(
         ("code", "status"),
@@ -278,7 +286,7 @@ class TestInfo:
         assert (await info(tiktok, "#SBX+video/7d=")).ad_auth_status == "EXPIRED"
         with pytest.raises(TikTokRequestRejected) as caught:
             await authorize(tiktok, "#SBX+video/7d=")
-        assert caught.value.problem is SparkCodeProblem.auth_code_expired
+        assert caught.value.refusal is TikTokRefusal.auth_code_expired
 
 
 class TestFaults:
@@ -311,9 +319,17 @@ class TestFaults:
 
     async def test_system_error_is_unavailable(self, tiktok: TikTokClient, sent: list[httpx.Request]) -> None:
         with pytest.raises(TikTokUnavailable) as caught:
-            await authorize(tiktok, "#SBX+fault/system-error=")
+            await info(tiktok, "#SBX+fault/system-error=")
         assert caught.value.code == 50000
-        assert len(sent) == 4
+        assert len(sent) == 4  # retried: reading is safe to repeat
+
+    async def test_system_error_on_authorize_is_not_retried(
+        self, tiktok: TikTokClient, sent: list[httpx.Request]
+    ) -> None:
+        """TikTok may have applied the code before failing: the client does not apply it a second time."""
+        with pytest.raises(TikTokUnavailable):
+            await authorize(tiktok, "#SBX+fault/system-error=")
+        assert len(sent) == 1
 
     async def test_malformed_is_a_bad_response_after_the_retries(
         self, tiktok: TikTokClient, sent: list[httpx.Request]
@@ -383,28 +399,28 @@ class TestAuthorizeListUnbind:
         assert await bound_item_ids(tiktok) == [item_id_of(code)]
 
     @pytest.mark.parametrize(
-        ("code", "problem"),
+        ("code", "refusal"),
         [
-            ("#SBX+expired/error=", SparkCodeProblem.auth_code_expired),
-            ("#SBX+expired/status=", SparkCodeProblem.auth_code_expired),
-            ("#SBX+code/deleted=", SparkCodeProblem.auth_code_not_found),
-            ("#SBX+never/issued=", SparkCodeProblem.auth_code_not_found),
-            ("#SBX+code/format-error=", SparkCodeProblem.auth_code_invalid),
-            ("#SBX+post/deleted=", SparkCodeProblem.post_deleted),
-            ("#SBX+post/removed=", SparkCodeProblem.post_deleted),
-            ("#SBX+post/banned=", SparkCodeProblem.post_banned),
-            ("#SBX+duet/multi-level=", SparkCodeProblem.multi_level_duet_stitch),
-            ("#SBX+duet/carousel=", SparkCodeProblem.carousel_duet_not_supported),
-            ("#SBX+mentions/two=", SparkCodeProblem.mentions_multiple_videos),
+            ("#SBX+expired/error=", TikTokRefusal.auth_code_expired),
+            ("#SBX+expired/status=", TikTokRefusal.auth_code_expired),
+            ("#SBX+code/deleted=", TikTokRefusal.auth_code_not_found),
+            ("#SBX+never/issued=", TikTokRefusal.auth_code_not_found),
+            ("#SBX+code/format-error=", TikTokRefusal.auth_code_format_error),
+            ("#SBX+post/deleted=", TikTokRefusal.video_deleted),
+            ("#SBX+post/removed=", TikTokRefusal.video_unavailable),
+            ("#SBX+post/banned=", TikTokRefusal.illegal_item_status_error),
+            ("#SBX+duet/multi-level=", TikTokRefusal.multi_duet_stitch_refused),
+            ("#SBX+duet/carousel=", TikTokRefusal.carousel_duet_not_supported),
+            ("#SBX+mentions/two=", TikTokRefusal.mention_multiple_videos),
         ],
     )
-    async def test_authorize_refuses_with_the_problem_named(
-        self, tiktok: TikTokClient, code: str, problem: SparkCodeProblem
+    async def test_authorize_refuses_with_the_refusal_named(
+        self, tiktok: TikTokClient, code: str, refusal: TikTokRefusal
     ) -> None:
         """D8, D12, D3."""
         with pytest.raises(TikTokRequestRejected) as caught:
             await authorize(tiktok, code, "#SBX+duet/original=")
-        assert caught.value.problem is problem
+        assert caught.value.refusal is refusal
         assert await bound_item_ids(tiktok) == []
 
     async def test_a_post_mentioning_one_video_is_accepted(self, tiktok: TikTokClient) -> None:
@@ -418,7 +434,7 @@ class TestAuthorizeListUnbind:
         """D12: the service asks for the primary creator's code when it is missing."""
         with pytest.raises(TikTokRequestRejected) as caught:
             await authorize(tiktok, secondary)
-        assert caught.value.problem is SparkCodeProblem.original_post_code_required
+        assert caught.value.refusal is TikTokRefusal.original_post_auth_code_required
 
     @pytest.mark.parametrize(
         ("secondary", "wrong"),
@@ -435,7 +451,7 @@ class TestAuthorizeListUnbind:
         """D12: the primary's code must belong to the original post."""
         with pytest.raises(TikTokRequestRejected) as caught:
             await authorize(tiktok, secondary, wrong)
-        assert caught.value.problem is SparkCodeProblem.original_post_code_mismatch
+        assert caught.value.refusal is TikTokRefusal.original_post_auth_code_mismatch
         assert await bound_item_ids(tiktok) == []
 
     @pytest.mark.parametrize(
@@ -491,7 +507,7 @@ class TestAuthorizeListUnbind:
             await tiktok.unbind(
                 advertiser_id=OTHER_ADVERTISER_ID, access_token=ACCESS_TOKEN, item_id=item_id_of("#SBX+video/30d=")
             )
-        assert (caught.value.code, caught.value.problem) == (40007, None)
+        assert (caught.value.code, caught.value.refusal) == (40007, None)
 
     async def test_each_sandbox_starts_empty(self, tiktok: TikTokClient, clock: Clock) -> None:
         await authorize(tiktok, "#SBX+video/30d=")
@@ -499,6 +515,99 @@ class TestAuthorizeListUnbind:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fresh)) as http:
             other = TikTokClient(http, base_url=BASE_URL)
             assert await bound_item_ids(other) == []
+
+
+class TestFindBoundPost:
+    """`find_bound_post` against the sandbox's state: whether a post is authorized to an ad account right now."""
+
+    async def find(self, tiktok: TikTokClient, item_id: str, *, advertiser: str = ADVERTISER_ID) -> PostInfo | None:
+        return await tiktok.find_bound_post(advertiser_id=advertiser, access_token=ACCESS_TOKEN, item_id=item_id)
+
+    async def test_a_bound_post_is_found_as_tiktok_lists_it(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, "#SBX+video/30d=")
+        await authorize(tiktok, "#SBX+video/60d=")
+        post = await self.find(tiktok, VIDEO_30D_ITEM_ID)
+        assert post is not None
+        assert post.item_id == VIDEO_30D_ITEM_ID
+        assert post.ad_auth_status == "AUTHORIZED"
+        assert post.auth_end_at == SANDBOX_EPOCH + timedelta(days=29)
+
+    async def test_a_post_never_bound_is_none(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, "#SBX+video/60d=")
+        assert await self.find(tiktok, VIDEO_30D_ITEM_ID) is None
+
+    async def test_a_post_bound_to_another_ad_account_is_none(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, "#SBX+video/30d=", advertiser=OTHER_ADVERTISER_ID)
+        assert await self.find(tiktok, VIDEO_30D_ITEM_ID) is None
+        assert await self.find(tiktok, VIDEO_30D_ITEM_ID, advertiser=OTHER_ADVERTISER_ID) is not None
+
+    async def test_a_caption_holding_the_digits_is_not_the_post(self, tiktok: TikTokClient) -> None:
+        """#SBX+mentions/one='s caption holds #SBX+video/30d='s id, and the keyword matches captions too."""
+        await authorize(tiktok, "#SBX+mentions/one=")
+        assert await bound_item_ids(tiktok, keyword=VIDEO_30D_ITEM_ID) == [item_id_of("#SBX+mentions/one=")]
+        assert await self.find(tiktok, VIDEO_30D_ITEM_ID) is None
+        await authorize(tiktok, "#SBX+video/30d=")
+        post = await self.find(tiktok, VIDEO_30D_ITEM_ID)
+        assert post is not None
+        assert post.item_id == VIDEO_30D_ITEM_ID
+
+    async def test_an_unbound_post_is_none_again(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, "#SBX+video/30d=")
+        await tiktok.unbind(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, item_id=VIDEO_30D_ITEM_ID)
+        assert await self.find(tiktok, VIDEO_30D_ITEM_ID) is None
+
+
+class TestAuthorizeWhereTikTokIsUnconfirmed:
+    """Whether TikTok's authorize is idempotent is unconfirmed: two codes present the answers the sandbox
+    otherwise spares the service."""
+
+    async def test_refused_twice_refuses_a_post_already_bound_as_already_authorized(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, "#SBX+authorize/refused-twice=")
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await authorize(tiktok, "#SBX+authorize/refused-twice=")
+        assert (caught.value.code, caught.value.refusal) == (40002, TikTokRefusal.already_authorized)
+        assert "already been authorized" in caught.value.message
+        assert await bound_item_ids(tiktok) == [REFUSED_TWICE_ITEM_ID]
+
+    async def test_refused_twice_binds_the_first_time_for_each_ad_account(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, "#SBX+authorize/refused-twice=")
+        await authorize(tiktok, "#SBX+authorize/refused-twice=", advertiser=OTHER_ADVERTISER_ID)
+        assert await bound_item_ids(tiktok, advertiser=OTHER_ADVERTISER_ID) == [REFUSED_TWICE_ITEM_ID]
+
+    async def test_refused_twice_binds_again_once_unbound(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, "#SBX+authorize/refused-twice=")
+        await tiktok.unbind(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, item_id=REFUSED_TWICE_ITEM_ID)
+        await authorize(tiktok, "#SBX+authorize/refused-twice=")
+        assert await bound_item_ids(tiktok) == [REFUSED_TWICE_ITEM_ID]
+
+    async def test_refused_twice_is_described_by_info_bound_or_not(self, tiktok: TikTokClient) -> None:
+        assert (await info(tiktok, "#SBX+authorize/refused-twice=")).item_id == REFUSED_TWICE_ITEM_ID
+        await authorize(tiktok, "#SBX+authorize/refused-twice=")
+        assert (await info(tiktok, "#SBX+authorize/refused-twice=")).item_id == REFUSED_TWICE_ITEM_ID
+
+    async def test_times_out_binds_although_the_client_gave_up(
+        self, sandbox_http: httpx.AsyncClient, tiktok: TikTokClient, sent: list[httpx.Request]
+    ) -> None:
+        hasty = TikTokClient(sandbox_http, base_url=BASE_URL, deadline_seconds=0.2)
+        with pytest.raises(TikTokTimeout, match="deadline"):
+            await authorize(hasty, "#SBX+authorize/times-out=")
+        assert len(sent) == 1
+        assert await bound_item_ids(tiktok) == [TIMES_OUT_ITEM_ID]
+        assert await tiktok.find_bound_post(
+            advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, item_id=TIMES_OUT_ITEM_ID
+        )
+
+    async def test_times_out_answers_info_at_once(self, sandbox_http: httpx.AsyncClient) -> None:
+        hasty = TikTokClient(sandbox_http, base_url=BASE_URL, deadline_seconds=0.2)
+        assert (await info(hasty, "#SBX+authorize/times-out=")).item_id == TIMES_OUT_ITEM_ID
+
+    async def test_times_out_answers_authorize_when_given_the_time(self, clock: Clock) -> None:
+        app = create_sandbox_app(slow_seconds=0.01, now=clock)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
+            client = TikTokClient(http, base_url=BASE_URL)
+            await authorize(client, "#SBX+authorize/times-out=")
+            await authorize(client, "#SBX+authorize/times-out=")  # idempotent, only slow
+            assert await bound_item_ids(client) == [TIMES_OUT_ITEM_ID]
 
 
 class TestSandboxLogs:

@@ -2,7 +2,8 @@
 
 `tiktok` is a client wired to a fresh sandbox through httpx's ASGI transport; `scripted` builds a client whose
 transport answers from a list (httpx.MockTransport), for single injected faults and for checking the exact
-request on the wire. Every request either sends is recorded, so tests can count attempts.
+request on the wire. Every request either sends is recorded as it reaches the transport, so tests count the
+attempts really made, not the ones stamina was told to allow.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import stamina
 from starlette.applications import Starlette
 
 from app.tiktok.client import TikTokClient
+from app.tiktok.models import PostInfo
 from dev.sandbox.app import create_sandbox_app
 
 BASE_URL = "http://127.0.0.1:8001/open_api/"
@@ -26,6 +28,42 @@ ADVERTISER_ID = "7000000000000000001"
 OTHER_ADVERTISER_ID = "7000000000000000002"
 ACCESS_TOKEN = "act.sandbox-token-5f2c9e"
 SANDBOX_EPOCH = datetime(2025, 5, 20, 11, 40, 50, tzinfo=UTC)
+CODE = "#tXWm+UIbX/sLfLzb=="  # the shape of a real code: every character that needs URL-encoding
+
+
+def post_data(**item_overrides: Any) -> dict[str, Any]:
+    """`tt_video/info` data as TikTok documents it."""
+    item: dict[str, Any] = {
+        "item_id": "7380112233445566002",
+        "item_type": "VIDEO",
+        "text": "Unboxing the new trail shoes",
+        "status": "HESITATE_RECOMMEND",
+        "duet_original_item_id": None,
+        "stitch_original_item_id": None,
+        "is_multi_duet_stitch": False,
+        "mentioned_item_ids": [],
+    }
+    item.update(item_overrides)
+    return {
+        "item_info": item,
+        "user_info": {"identity_id": "7301000000000000001", "identity_type": "AUTH_CODE", "tiktok_name": "ana"},
+        "video_info": {
+            "duration": 45.0,
+            "width": 720,
+            "height": 1280,
+            "poster_url": "https://p16-sign.example/poster.jpeg?x-expires=1",
+            "preview_url": "https://v16-sign.example/preview.mp4?x-expires=1",
+        },
+        "auth_info": {
+            "ad_auth_status": "AUTHORIZED",
+            "auth_start_time": "2025-05-19 11:40:50",
+            "auth_end_time": "2025-06-18 11:40:50",
+        },
+    }
+
+
+async def info(client: TikTokClient, code: str = CODE) -> PostInfo:
+    return await client.post_info(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, auth_code=code)
 
 
 @pytest.fixture(autouse=True)
@@ -68,14 +106,24 @@ def sent() -> list[httpx.Request]:
     return []
 
 
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """Passes each request on to `inner`, recording it as it reaches the transport: one per real attempt."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, sent: list[httpx.Request]) -> None:
+        self._inner = inner
+        self._sent = sent
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._sent.append(request)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 @pytest.fixture
 async def sandbox_http(sandbox_app: Starlette, sent: list[httpx.Request]) -> AsyncIterator[httpx.AsyncClient]:
-    async def record(request: httpx.Request) -> None:
-        sent.append(request)
-
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=sandbox_app), event_hooks={"request": [record]}
-    ) as http:
+    async with httpx.AsyncClient(transport=RecordingTransport(httpx.ASGITransport(app=sandbox_app), sent)) as http:
         yield http
 
 

@@ -1,7 +1,9 @@
 """How TikTok's failures reach this service's callers: as problem details with TikTok's own words attached.
 
-Refusals that concern the creator's code or post are not here: the authorizations service decides those, from
-`TikTokRequestRejected.problem`. What is here is what any call to TikTok can answer.
+Here, in the kit, rather than in the adapter: the adapter (`app.tiktok`) is the bottom layer and says what TikTok
+answered; what callers of this service see is this service's decision. Refusals that concern the creator's code
+or post are not here either: the authorizations domain names those (`REFUSAL_BY_TIKTOK`), from
+`TikTokRequestRejected.refusal`. What is here is what any call to TikTok can answer.
 """
 
 from __future__ import annotations

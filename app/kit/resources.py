@@ -1,0 +1,61 @@
+"""The process-wide resources every entry point needs (the API's lifespan, the commands), opened and closed
+in one place: the database engine and sessions, the secrets, and the TikTok client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.kit.crypto import SecretBox
+from app.kit.db import create_engine, create_sessionmaker
+from app.kit.settings import Settings
+from app.tiktok.client import TikTokClient
+
+USER_AGENT = "spark-authorizations/1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    secret_box: SecretBox
+    tiktok: TikTokClient
+
+
+@asynccontextmanager
+async def open_resources(
+    settings: Settings, *, tiktok_transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[Resources]:
+    """`tiktok_transport` replaces the network under the TikTok client (tests use the sandbox in-process)."""
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        connect_timeout_seconds=settings.database_connect_timeout_seconds,
+    )
+    http = httpx.AsyncClient(
+        transport=tiktok_transport,
+        timeout=settings.tiktok_request_timeout_seconds,
+        headers={"User-Agent": USER_AGENT},
+    )
+    try:
+        yield Resources(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            secret_box=SecretBox([key.get_secret_value() for key in settings.encryption_keys]),
+            tiktok=TikTokClient(
+                http,
+                base_url=settings.tiktok_api_base_url,
+                deadline_seconds=settings.tiktok_deadline_seconds,
+                request_timeout_seconds=settings.tiktok_request_timeout_seconds,
+                max_attempts=settings.tiktok_max_attempts,
+            ),
+        )
+    finally:
+        await http.aclose()
+        await engine.dispose()

@@ -1,0 +1,147 @@
+"""Reading TikTok's successful answers into the adapter's models (tiktok-business-api.md section 2).
+
+Only the shape of `data` is checked here; whether the post can be used is for callers to decide. What TikTok
+sends in the wrong shape raises `TikTokBadResponse`, which the client retries like any bad body.
+
+Every text value taken from an answer goes through `storable_text`: JSON may carry a NUL (`"\\u0000"`) or a lone
+surrogate (`"\\ud800"`), which Python accepts in a `str` but Postgres refuses to store and UTF-8 cannot encode,
+so one odd caption would otherwise fail a write or an answer long after TikTok was asked.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from app.tiktok.errors import TikTokBadResponse
+from app.tiktok.models import ItemType, PostInfo, PostPage, PostStatus
+
+__all__ = ["JsonObject", "parse_page", "parse_post", "storable_text"]
+
+JsonObject = dict[str, Any]
+
+REPLACEMENT_CHARACTER = "\ufffd"
+# NUL, and any surrogate code point: in a Python str a surrogate is always a lone one (json.loads joins an
+# escaped pair into the character it encodes), and UTF-8 has no encoding for it.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(value: str) -> str:
+    """`value` with each NUL and lone surrogate replaced by U+FFFD; well-formed text comes back unchanged."""
+    return _UNSTORABLE.sub(REPLACEMENT_CHARACTER, value)
+
+
+def _text(value: object) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (str, int)):
+        return storable_text(str(value))
+    return None
+
+
+def _object(value: object) -> JsonObject:
+    return value if isinstance(value, dict) else {}
+
+
+def _parse_time(value: object, field: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):  # out of range, or not a number (NaN)
+            raise TikTokBadResponse(f"{field} is not a time") from None
+    if not isinstance(value, str):
+        raise TikTokBadResponse(f"{field} is not a time")
+    try:
+        # Covers TikTok's usual "YYYY-MM-DD HH:MM:SS" (UTC, no zone) and ISO "2025-05-20T11:40:50Z".
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise TikTokBadResponse(f"{field} is not a time TikTok is known to send") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_post(data: JsonObject) -> PostInfo:
+    """One post, from `tt_video/info` data or one entry of `tt_video/list`."""
+    item = _object(data.get("item_info"))
+    user = _object(data.get("user_info"))
+    auth = _object(data.get("auth_info"))
+    raw_video = data.get("video_info")
+    video = _object(raw_video)
+
+    item_id = _text(item.get("item_id"))
+    if not item_id:
+        raise TikTokBadResponse("item_info.item_id is missing")
+
+    raw_type = item.get("item_type")
+    if raw_type is None:
+        # The official list example has no item_type; carousels are the posts without video_info.
+        item_type = ItemType.video if isinstance(raw_video, dict) else ItemType.carousel
+    else:
+        try:
+            item_type = ItemType(str(raw_type).upper())
+        except ValueError:
+            raise TikTokBadResponse(f"item_info.item_type {raw_type!r} is not VIDEO or CAROUSEL") from None
+
+    duration = video.get("duration")
+    duration_seconds: float | None = None
+    if isinstance(duration, (int, float)) and not isinstance(duration, bool) and math.isfinite(duration):
+        duration_seconds = float(duration)
+
+    raw_status = _text(item.get("status"))
+    mentioned = item.get("mentioned_item_ids")
+    mentioned_ids = tuple(text for text in (_text(m) for m in mentioned) if text) if isinstance(mentioned, list) else ()
+
+    # poster_url / preview_url expire within the hour (section 2): deliberately not carried.
+    return PostInfo(
+        item_id=item_id,
+        item_type=item_type,
+        caption=_text(item.get("text")),
+        status=PostStatus.parse(raw_status),
+        raw_status=raw_status,
+        identity_id=_text(user.get("identity_id")),
+        identity_type=_text(user.get("identity_type")),
+        tiktok_name=_text(user.get("tiktok_name")),
+        duration_seconds=duration_seconds,
+        ad_auth_status=_text(auth.get("ad_auth_status")),
+        auth_start_at=_parse_time(auth.get("auth_start_time"), "auth_info.auth_start_time"),
+        auth_end_at=_parse_time(auth.get("auth_end_time"), "auth_info.auth_end_time"),
+        duet_original_item_id=_text(item.get("duet_original_item_id")) or None,
+        stitch_original_item_id=_text(item.get("stitch_original_item_id")) or None,
+        is_multi_duet_stitch=item.get("is_multi_duet_stitch") is True,
+        mentioned_item_ids=mentioned_ids,
+    )
+
+
+def _int_field(value: object, default: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():  # "²".isdigit() is true too
+        return int(value)
+    return default
+
+
+def parse_page(data: JsonObject, *, page: int, page_size: int) -> PostPage:
+    """One page of `tt_video/list`; `page` and `page_size` are what was asked, the fallback for page_info."""
+    entries = data.get("list")
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        raise TikTokBadResponse("data.list is not a list")
+    posts = [parse_post(_object(entry)) for entry in entries]
+    info = _object(data.get("page_info"))
+    # page_info should always be there; if it is not, what was asked and what came back are the best guess.
+    size = _int_field(info.get("page_size"), page_size)
+    total_number = _int_field(info.get("total_number"), len(posts))
+    total_page = _int_field(info.get("total_page"), math.ceil(total_number / size) if size > 0 else 0)
+    return PostPage(
+        posts=posts,
+        page=_int_field(info.get("page"), page),
+        page_size=size,
+        total_number=total_number,
+        total_page=total_page,
+    )
