@@ -25,7 +25,7 @@ help:
 	@echo "make run      serve the API on http://127.0.0.1:8000 (embedded Postgres, TikTok sandbox, dev secrets)"
 	@echo "make test     run the whole test suite (ARGS=\"...\" is passed to pytest)"
 	@echo "make bench    time and memory of each operation as ratios to a baseline measured in the same run"
-	@echo "make lint     ruff, ruff format --check, mypy, hadolint"
+	@echo "make lint     ruff, ruff format --check, mypy, lint-imports, hadolint"
 	@echo "make format   apply ruff's fixes and formatting"
 	@echo "make lock     recompile requirements/*.txt from requirements/*.in (LOCK_ARGS=--upgrade to upgrade)"
 	@echo "make openapi  regenerate openapi.yaml"
@@ -53,6 +53,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint Dockerfile
 
 format: $(STAMP)

@@ -19,12 +19,15 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import stamina
 from cryptography.fernet import Fernet
+from fastapi import FastAPI
 
 from app.kit.settings import Settings
 from app.main import create_app
@@ -58,26 +61,36 @@ async def _measure(operation: Operation, rounds: int) -> tuple[float, int]:
     return statistics.median(timings), peak
 
 
+@asynccontextmanager
+async def _started(
+    url: str, tiktok: httpx.AsyncBaseTransport, **settings: Any
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app on `url`'s database and the given TikTok, started, and a client holding the API key."""
+    config = Settings(
+        environment="test",
+        database_url=url,
+        tiktok_api_base_url="https://sandbox.tiktok.invalid/open_api/",
+        bootstrap_api_key=API_KEY,
+        encryption_keys=Fernet.generate_key().decode(),
+        log_level="WARNING",
+        **settings,
+    )
+    app = create_app(config, tiktok_transport=tiktok)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://bench.test",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as client,
+    ):
+        yield app, client
+
+
 async def run(url: str, rounds: int) -> list[tuple[str, float, float, float]]:
     try:
-        settings = Settings(
-            environment="test",
-            database_url=url,
-            tiktok_api_base_url="https://sandbox.tiktok.invalid/open_api/",
-            bootstrap_api_key=API_KEY,
-            encryption_keys=Fernet.generate_key().decode(),
-            log_level="WARNING",
-        )
         stamina.set_active(False)  # no retry is expected; never sleep inside a measurement
-        app = create_app(settings, tiktok_transport=httpx.ASGITransport(app=create_sandbox_app()))
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://bench.test",
-                headers={"Authorization": f"Bearer {API_KEY}"},
-            ) as client,
-        ):
+        async with _started(url, httpx.ASGITransport(app=create_sandbox_app())) as (_, client):
             # One ad account per round, so that every "apply a new code" round really applies one.
             for index in range(-1, rounds + max(rounds // 4, 1)):
                 await client.post(
@@ -120,6 +133,82 @@ async def run(url: str, rounds: int) -> list[tuple[str, float, float, float]]:
     return [(name, s, s / base_seconds, peak / max(base_peak, 1.0)) for name, s, _, peak in results]
 
 
+class _SlowTikTok(httpx.AsyncBaseTransport):
+    """The sandbox, answering every call after `seconds`: TikTok on a bad day."""
+
+    def __init__(self, seconds: float) -> None:
+        self._inner = httpx.ASGITransport(app=create_sandbox_app())
+        self._seconds = seconds
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(self._seconds)
+        return await self._inner.handle_async_request(request)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def reads_while_tiktok_is_slow(url: str, *, applies: int, tiktok_seconds: float) -> list[str]:
+    """GET one authorization alone, then while `applies` intakes wait on a TikTok that answers in
+    `tiktok_seconds`: no connection is held while TikTok answers, so reads should not notice."""
+    async with _started(url, _SlowTikTok(tiktok_seconds), tiktok_deadline_seconds=30) as (app, client):
+        base = 3 * 10**15
+        registered = await asyncio.gather(
+            *(
+                client.post("/v1/advertisers", json={"tiktok_advertiser_id": str(base + index), "access_token": "t"})
+                for index in range(applies + 1)
+            )
+        )
+        for response in registered:
+            response.raise_for_status()
+        first = await client.post(f"/v1/advertisers/{base}/authorizations", json={"auth_code": CODE})
+        path = f"/v1/authorizations/{first.json()['id']}"
+
+        async def read_for(seconds: float | None, count: int | None = None) -> list[float]:
+            timings: list[float] = []
+            loop = asyncio.get_running_loop()
+            stop = loop.time() + seconds if seconds is not None else None
+            while (stop is None or loop.time() < stop) and (count is None or len(timings) < count):
+                started = time.perf_counter()
+                (await client.get(path)).raise_for_status()
+                timings.append(time.perf_counter() - started)
+            return timings
+
+        alone = await read_for(None, count=200)
+        intakes = [
+            asyncio.create_task(
+                client.post(f"/v1/advertisers/{base + 1 + index}/authorizations", json={"auth_code": CODE})
+            )
+            for index in range(applies)
+        ]
+        peak_connections = 0
+
+        async def watch_pool() -> None:
+            nonlocal peak_connections
+            while not all(task.done() for task in intakes):
+                peak_connections = max(peak_connections, app.state.engine.pool.checkedout())
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch_pool())
+        during = await read_for(tiktok_seconds * 1.5)
+        statuses = [(await task).status_code for task in intakes]
+        await watcher
+    p50, p99 = (
+        (_percentile(alone, 0.5), _percentile(during, 0.5)),
+        (_percentile(alone, 0.99), _percentile(during, 0.99)),
+    )
+    return [
+        f"GET one authorization while {applies} intakes wait {tiktok_seconds:g} s on each TikTok call"
+        f" ({statuses.count(201)}/{applies} applied; at most {peak_connections} connections in use at once):",
+        f"  {'':20} {'p50':>9} {'p99':>9}",
+        f"  {'alone':20} {p50[0] * 1000:7.2f}ms {p99[0] * 1000:7.2f}ms",
+        f"  {'during the intakes':20} {p50[1] * 1000:7.2f}ms {p99[1] * 1000:7.2f}ms",
+        f"  {'ratio':20} {p50[1] / p50[0]:8.1f}x {p99[1] / p99[0]:8.1f}x",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
@@ -135,11 +224,14 @@ def main() -> None:
             capture_output=True,
         )
         rows = asyncio.run(run(url, args.rounds))
+        slow = asyncio.run(reads_while_tiktok_is_slow(url, applies=30, tiktok_seconds=2.0))
     finally:
         server.cleanup()
     print(f"{'operation':55} {'median':>10} {'time x':>8} {'memory x':>9}")
     for name, seconds, ratio, memory in rows:
         print(f"{name:55} {seconds * 1000:8.2f}ms {ratio:8.1f} {memory:9.1f}")
+    print()
+    print("\n".join(slow))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 import stamina
+import uvicorn
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -278,3 +281,27 @@ async def advertiser(client: httpx.AsyncClient) -> dict[str, Any]:
 async def truncate_all(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         await connection.execute(text("TRUNCATE authorizations, advertisers, api_keys CASCADE"))
+
+
+@contextmanager
+def served_on_loopback(asgi_app: Any, *, lifespan: str = "off") -> Iterator[str]:
+    """`asgi_app` served by uvicorn on a free loopback port, in a thread with its own event loop: for what
+    must be reached over real HTTP (another process, Schemathesis). Yields its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(asgi_app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -472,9 +472,8 @@ async def _activate(
             original = rows[claim.original_id]
             _activate_row(original, plan.original_post, box, code=plan.original_code)
             main.original_authorization_id = original.id
-        await session.flush()
-        authorization = await repository.get(session, main.id)
-    assert authorization is not None
+        for row in rows.values():
+            row.claimed_until = None
     log.info(
         "authorization.applied",
         authorization_id=str(claim.main_id),
@@ -483,7 +482,7 @@ async def _activate(
         item_id=plan.post.item_id,
         renewed=not claim.created,
     )
-    return Applied(authorization, created=claim.created)
+    return Applied(main, created=claim.created)
 
 
 async def _rows(session: AsyncSession, ids: Iterable[uuid.UUID]) -> list[Authorization]:
@@ -504,7 +503,6 @@ def _activate_row(row: Authorization, post: PostInfo, box: SecretBox, *, code: s
     elif row.auth_code_fingerprint is None and row.auth_code_encrypted is not None:
         _set_code(row, box.decrypt(row.auth_code_encrypted), box)  # carried over from before pairs had two rows
     row.state = AuthorizationState.active.value
-    row.claimed_until = None
 
 
 def _set_code(row: Authorization, code: str, box: SecretBox) -> None:
@@ -596,6 +594,7 @@ async def _settle_one(
     async with sessions.begin() as session:
         (current,) = await _rows(session, [row.id])
         was_pending = current.state == AuthorizationState.pending
+        current.claimed_until = None
         if post is not None:
             _activate_row(current, post, box)
             report.activated += was_pending
@@ -604,7 +603,6 @@ async def _settle_one(
             await repository.delete_pending(session, [current.id])
             report.forgotten += 1
         else:
-            current.claimed_until = None
             report.released += 1
     log.info(
         "authorization.settled",

@@ -12,8 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.kit.crypto import SecretBox
-from tests.api.helpers import assert_problem, count_rows, dump_database
-from tests.conftest import ADVERTISER_ID, ADVERTISER_TOKEN
+from app.kit.settings import Settings
+from dev.sandbox.app import create_sandbox_app
+from tests.api.helpers import GatedTransport, apply, assert_problem, count_rows, dump_database
+from tests.conftest import ADVERTISER_ID, ADVERTISER_TOKEN, register_advertiser, serving
 
 
 class TestRegisterAdvertiser:
@@ -148,6 +150,25 @@ class TestReconnectAdvertiser:
         async with db.connect() as connection:
             stored = (await connection.execute(text("SELECT access_token_encrypted FROM advertisers"))).scalar_one()
         assert app.state.secret_box.decrypt(bytes(stored)) == ADVERTISER_TOKEN
+
+    async def test_applies_go_on_while_tiktok_checks_the_new_token(
+        self, settings: Settings, db: AsyncEngine, fast_retries: None
+    ) -> None:
+        """Finding 5: the ad account's row was locked (FOR UPDATE) across TikTok's check of the new token, which
+        held up every authorization stored for it (their foreign key takes a share lock on that row)."""
+        gate = GatedTransport(httpx.ASGITransport(app=create_sandbox_app()), "list", held=False)
+        async with serving(settings, gate) as client:
+            await register_advertiser(client)
+            gate.hold()  # TikTok takes its time checking the new token
+            reconnecting = asyncio.create_task(
+                client.put(f"/v1/advertisers/{ADVERTISER_ID}/access-token", json={"access_token": "fresh-2"})
+            )
+            await gate.wait_for(1)
+            async with asyncio.timeout(20):  # blocked for as long as TikTok takes, before
+                applied = await apply(client, "#SBX+video/30d=")
+            assert applied.status_code == 201, applied.text
+            gate.open()
+            assert (await reconnecting).status_code == 200
 
     async def test_unknown_ad_account_is_404(self, client: httpx.AsyncClient) -> None:
         response = await client.put("/v1/advertisers/123/access-token", json={"access_token": "t"})

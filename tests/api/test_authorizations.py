@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.kit import clock
 from app.kit.crypto import SecretBox
 from dev.sandbox.app import create_sandbox_app
 from tests.api.helpers import CountingTransport, apply, assert_problem, count_rows, dump_database
@@ -30,6 +33,11 @@ DUET_ORIGINAL = "#SBX+duet/original="
 STITCH = "#SBX+stitch/secondary="
 STITCH_ORIGINAL = "#SBX+stitch/original="
 UNRELATED_ORIGINAL = "#SBX+original/unrelated="
+
+
+def _unsigned(payload: Any) -> str:
+    """A cursor as the service made them before they were signed: base64 of JSON, which anyone can write."""
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
 def _parse(value: str) -> datetime:
@@ -386,6 +394,18 @@ class TestExpiry:
                 created["id"]
             ]
 
+    async def test_one_request_reads_the_clock_once(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Finding 8: the list read `now` twice, so an item filtered as active could be shown as expired."""
+        created = (await apply(client, VIDEO_7D)).json()
+        end = _parse(created["auth_end_at"])
+        # A clock that moves past the window's end between one reading and the next.
+        readings = iter([end - timedelta(seconds=1), end + timedelta(seconds=1)])
+        monkeypatch.setattr(clock, "utcnow", lambda: next(readings, end + timedelta(days=1)))
+        page = await client.get(f"/v1/advertisers/{ADVERTISER_ID}/authorizations", params={"status": "active"})
+        assert [(item["id"], item["status"]) for item in page.json()["items"]] == [(created["id"], "active")]
+
     async def test_reapplying_after_the_window_ended_asks_tiktok_again(self, counted: Any, db: AsyncEngine) -> None:
         """A stored, expired authorization is no answer to a new apply: TikTok's current view decides."""
         client, transport = counted
@@ -423,12 +443,53 @@ class TestListAuthorizations:
                 break
         assert seen == list(reversed(ids))
 
-    @pytest.mark.parametrize("cursor", ["garbage", "e30", "WyJub3QgYSBkYXRlIiwgIngiXQ"])
+    @pytest.mark.parametrize(
+        "cursor",
+        [
+            "garbage",
+            "e30",
+            "WyJub3QgYSBkYXRlIiwgIngiXQ",
+            # Finding 6: a cursor made by hand with a date Postgres cannot hold answered 500.
+            _unsigned(["0001-01-01T00:00:00+14:00", "00000000-0000-0000-0000-000000000000"]),
+            _unsigned(["0001-01-01T00:00:00+14:00", "00000000-0000-0000-0000-000000000000"]) + ".c2lnbmF0dXJl",
+        ],
+    )
     async def test_cursor_not_issued_by_the_service_is_422(
         self, client: httpx.AsyncClient, advertiser: dict[str, Any], cursor: str
     ) -> None:
         response = await client.get(f"/v1/advertisers/{ADVERTISER_ID}/authorizations", params={"cursor": cursor})
         assert_problem(response, 422, "cursor_invalid")
+
+    async def test_a_cursor_is_tamper_evident(self, client: httpx.AsyncClient, advertiser: dict[str, Any]) -> None:
+        for code in ("#SBX+video/7d=", "#SBX+video/30d="):
+            await apply(client, code)
+        listing = f"/v1/advertisers/{ADVERTISER_ID}/authorizations"
+        cursor = (await client.get(listing, params={"limit": 1})).json()["next_cursor"]
+        assert (await client.get(listing, params={"limit": 1, "cursor": cursor})).status_code == 200
+        payload, signature = cursor.rsplit(".", 1)
+        altered = payload + "." + ("A" if signature[0] != "A" else "B") + signature[1:]
+        assert_problem(await client.get(listing, params={"cursor": altered}), 422, "cursor_invalid")
+        forged = SecretBox([Fernet.generate_key().decode()]).sign(
+            ["1970-01-01T00:00:00+00:00", "00000000-0000-0000-0000-000000000000"], purpose="pagination-cursor"
+        )
+        assert_problem(await client.get(listing, params={"cursor": forged}), 422, "cursor_invalid")
+
+    async def test_cursors_survive_a_key_rotation(self, settings: Any, db: AsyncEngine, fast_retries: None) -> None:
+        sandbox = create_sandbox_app()
+        listing = f"/v1/advertisers/{ADVERTISER_ID}/authorizations"
+        async with serving(settings, httpx.ASGITransport(app=sandbox)) as client:
+            await register_advertiser(client)
+            for code in ("#SBX+video/7d=", "#SBX+video/30d="):
+                await apply(client, code)
+            cursor = (await client.get(listing, params={"limit": 1})).json()["next_cursor"]
+        old_key = settings.encryption_keys[0].get_secret_value()
+        rotated = settings.model_copy(
+            update={"encryption_keys": [SecretStr(Fernet.generate_key().decode()), SecretStr(old_key)]}
+        )
+        async with serving(rotated, httpx.ASGITransport(app=sandbox)) as client:
+            page = await client.get(listing, params={"limit": 1, "cursor": cursor})
+        assert page.status_code == 200, page.text
+        assert len(page.json()["items"]) == 1
 
     @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 201}, {"status": "sleeping"}])
     async def test_bad_query_is_422(

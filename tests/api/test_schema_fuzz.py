@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -26,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.kit.settings import Settings
 from app.main import create_app
 from dev.sandbox.app import create_sandbox_app
-from tests.conftest import API_KEY, truncate_all
+from tests.conftest import API_KEY, served_on_loopback, truncate_all
 
 ROOT = Path(__file__).resolve().parents[2]
 schema = schemathesis.openapi.from_path(ROOT / "openapi.yaml")
@@ -47,13 +43,6 @@ def _checks() -> list[Any]:
     return [by_name[name] for name in CHECK_NAMES]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def live_server(database_url: str) -> Iterator[str]:
     """The app on a loopback port, in a thread with its own event loop, until the module's tests end."""
@@ -68,20 +57,10 @@ def live_server(database_url: str) -> Iterator[str]:
         log_level="WARNING",
     )
     app = create_app(config, tiktok_transport=httpx.ASGITransport(app=create_sandbox_app(slow_seconds=5.0)))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the app did not start")
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with served_on_loopback(app, lifespan="on") as base_url:
+            yield base_url
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         asyncio.run(_truncate(database_url))
 
 
