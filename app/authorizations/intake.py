@@ -348,6 +348,8 @@ async def _claim(
             assert plan.original_code is not None
             original = original or _pending(session, advertiser, plan.original_post, plan.original_code, box)
             original.claimed_until = claimed_until
+            # Linked now, not at activation: if this request never gets there, `settle` activates both rows.
+            main.original_authorization = original
         await session.flush()
         log.info("authorization.apply.claimed", item_ids=plan.item_ids, outcome_unknown=len(unknown))
         return _Claim(
@@ -469,9 +471,7 @@ async def _activate(
         if claim.original_id is not None:
             assert plan.original_post is not None
             assert plan.original_code is not None
-            original = rows[claim.original_id]
-            _activate_row(original, plan.original_post, box, code=plan.original_code)
-            main.original_authorization_id = original.id
+            _activate_row(rows[claim.original_id], plan.original_post, box, code=plan.original_code)
         for row in rows.values():
             row.claimed_until = None
     log.info(

@@ -456,6 +456,19 @@ class TestPairs:
         assert transport.count("authorize") == 1
 
 
+    async def test_settle_activates_both_posts_of_a_pair_and_keeps_them_linked(
+        self, service: Any, db: AsyncEngine
+    ) -> None:
+        started = await service(_losing_first_authorize_answer(_sandbox()))
+        assert_problem(await apply(started.client, DUET, DUET_ORIGINAL), 504, "tiktok_timeout")
+        assert await _settle(started.app) == intake.SettleReport(activated=2)
+        rows = await authorizations_in_database(db)
+        assert [r["state"] for r in rows] == ["active", "active"]
+        (duet,) = [r for r in rows if r["original_authorization_id"] is not None]
+        (original,) = [r for r in rows if r is not duet]
+        assert duet["original_authorization_id"] == original["id"]
+
+
 class TestConcurrentApplies:
     async def test_concurrent_applies_of_one_pair_make_one_authorize_call(self, service: Any, db: AsyncEngine) -> None:
         transport = CountingTransport(httpx.ASGITransport(app=_sandbox()))
