@@ -455,7 +455,6 @@ class TestPairs:
         assert pair.json()["original_post"]["authorization_id"] in {str(r["id"]) for r in rows}
         assert transport.count("authorize") == 1
 
-
     async def test_settle_activates_both_posts_of_a_pair_and_keeps_them_linked(
         self, service: Any, db: AsyncEngine
     ) -> None:
