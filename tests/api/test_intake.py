@@ -480,3 +480,18 @@ class TestConcurrentApplies:
         assert len({r.json()["id"] for r in responses}) == 1
         assert transport.count("authorize") == 1
         assert await count_rows(db, "authorizations") == 2
+
+    async def test_two_replicas_applying_one_code_make_one_authorize_call(
+        self, service: Any, settings: Settings, db: AsyncEngine
+    ) -> None:
+        """Two processes on one database (two engines, two pools), one TikTok: the claim is in Postgres."""
+        transport = CountingTransport(httpx.ASGITransport(app=_sandbox()))
+        first = (await service(transport)).client
+        async with running(settings, transport) as second:
+            responses = await asyncio.gather(
+                *(apply(client, VIDEO_30D) for client in (first, second.client) for _ in range(3))
+            )
+        assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 200, 201], [r.text for r in responses]
+        assert len({r.json()["id"] for r in responses}) == 1
+        assert transport.count("authorize") == 1
+        assert await count_rows(db, "authorizations") == 1
