@@ -28,7 +28,8 @@ async def _settle() -> int:
         )
     print(
         f"settled: {report.activated} activated (bound on TikTok), {report.forgotten} forgotten (not bound), "
-        f"{report.released} renewals checked, {report.failed} left for later (TikTok could not be asked)"
+        f"{report.released} renewals checked, {report.unbound} unbound, {report.still_bound} still bound after an "
+        f"unbind, {report.failed} left for later (TikTok could not be asked)"
     )
     return 1 if report.failed else 0
 
@@ -38,11 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "settle",
-        help="settle authorizations whose outcome on TikTok is unknown (pending), by reading what TikTok has bound",
-        description="An apply whose TikTok answer was lost, or whose process died, leaves its authorization "
-        "pending. This reads each one back from TikTok (tt_video/list): bound, it becomes active; not bound, "
-        "the intent is dropped. Safe at any time, on any number of replicas. Exits 1 if some could not be "
-        "settled because TikTok could not be asked (run it again later).",
+        help="settle authorizations whose outcome on TikTok is unknown (pending, unauthorizing), by reading what "
+        "TikTok has bound",
+        description="An apply or an un-authorize whose TikTok answer was lost, or whose process died, leaves its "
+        "authorization pending or unauthorizing. This reads each one back from TikTok (tt_video/list): a pending "
+        "one bound becomes active, not bound is dropped; an unauthorizing one not bound becomes unauthorized, "
+        "still bound becomes active again. Safe at any time, on any number of replicas. Exits 1 if some could "
+        "not be settled because TikTok could not be asked (run it again later).",
     )
     args = parser.parse_args(argv)
     settings = get_settings()

@@ -9,6 +9,7 @@ import httpx
 import structlog
 from fastapi import APIRouter, Depends, FastAPI
 
+from app.ads.routes import router as ads_router
 from app.advertisers.routes import router as advertisers_router
 from app.api_keys import service as api_keys
 from app.api_keys.dependencies import require_api_key
@@ -20,6 +21,7 @@ from app.kit.logging import configure_logging
 from app.kit.request_id import RequestIdMiddleware
 from app.kit.resources import open_resources
 from app.kit.settings import LogFormat, Settings, get_settings
+from app.posts.routes import router as posts_router
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +71,8 @@ def create_app(
     v1.include_router(api_keys_router)
     v1.include_router(advertisers_router)
     v1.include_router(authorizations_router)
+    v1.include_router(ads_router)
+    v1.include_router(posts_router)
     app.include_router(v1)
     return app
 

@@ -280,7 +280,7 @@ async def advertiser(client: httpx.AsyncClient) -> dict[str, Any]:
 
 async def truncate_all(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE authorizations, advertisers, api_keys CASCADE"))
+        await connection.execute(text("TRUNCATE ads, identity_usage, authorizations, advertisers, api_keys CASCADE"))
 
 
 @contextmanager

@@ -49,7 +49,7 @@ DUET_ORIGINAL = "#SBX+duet/original="
 CLI_TIMEOUT_SECONDS = 60
 _REPORT = re.compile(
     r"settled: (?P<activated>\d+) activated .*, (?P<forgotten>\d+) forgotten .*, (?P<released>\d+) renewals checked, "
-    r"(?P<failed>\d+) left for later"
+    r"(?P<unbound>\d+) unbound, (?P<still_bound>\d+) still bound after an unbind, (?P<failed>\d+) left for later"
 )
 
 
@@ -199,7 +199,14 @@ class TestSettle:
         run = await _settle(database_url, live_tiktok.base_url)
 
         assert run.returncode == 0, run.stderr
-        assert run.report() == {"activated": 1, "forgotten": 1, "released": 0, "failed": 0}
+        assert run.report() == {
+            "activated": 1,
+            "forgotten": 1,
+            "released": 0,
+            "unbound": 0,
+            "still_bound": 0,
+            "failed": 0,
+        }
         after = await _states(db)
         assert set(after) == {bound}  # the intent TikTok never carried out is gone
         assert (after[bound]["state"], after[bound]["claimed_until"]) == ("active", None)
@@ -211,7 +218,14 @@ class TestSettle:
         again = await _settle(database_url, live_tiktok.base_url)
 
         assert again.returncode == 0, again.stderr
-        assert again.report() == {"activated": 0, "forgotten": 0, "released": 0, "failed": 0}
+        assert again.report() == {
+            "activated": 0,
+            "forgotten": 0,
+            "released": 0,
+            "unbound": 0,
+            "still_bound": 0,
+            "failed": 0,
+        }
         assert await _states(db) == after
 
     async def test_tiktok_unreachable_leaves_the_row_pending_and_exits_1(
@@ -231,7 +245,14 @@ class TestSettle:
         run = await _settle(database_url, closed, TIKTOK_MAX_ATTEMPTS="1")
 
         assert run.returncode == 1, run.stderr
-        assert run.report() == {"activated": 0, "forgotten": 0, "released": 0, "failed": 1}
+        assert run.report() == {
+            "activated": 0,
+            "forgotten": 0,
+            "released": 0,
+            "unbound": 0,
+            "still_bound": 0,
+            "failed": 1,
+        }
         assert "authorization.settle.failed" in _logged_events(run)
         (row,) = (await _states(db)).values()
         assert (row["item_id"], row["state"], row["claimed_until"]) == (item_id, "pending", None)  # free to retry
@@ -293,7 +314,14 @@ class TestSettle:
             run = await _settle(url, live_tiktok.base_url)
 
             assert run.returncode == 0, run.stderr
-            assert run.report() == {"activated": 1, "forgotten": 0, "released": 0, "failed": 0}
+            assert run.report() == {
+                "activated": 1,
+                "forgotten": 0,
+                "released": 0,
+                "unbound": 0,
+                "still_bound": 0,
+                "failed": 0,
+            }
             async with engine.connect() as connection:
                 original = (
                     await connection.execute(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.kit.settings import Settings
-from dev.sandbox.seed import DEMO_CODES
+from dev.sandbox.seed import DEMO_CODES, OWN_POSTS, OwnPost
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -19,6 +19,19 @@ class TestReadme:
     def test_lists_every_sandbox_code(self) -> None:
         missing = [demo.code for demo in DEMO_CODES if f"`{demo.code}`" not in README]
         assert not missing, f"add these sandbox codes to the README: {missing}"
+
+    def test_lists_every_own_post_with_its_identity(self) -> None:
+        rows = [line for line in README.splitlines() if line.startswith("| `")]
+
+        def listed(post: OwnPost) -> bool:
+            identity = post.identity
+            wanted = [post.item_id, identity.identity_type, identity.identity_id]
+            if identity.identity_authorized_bc_id is not None:
+                wanted.append(identity.identity_authorized_bc_id)
+            return any(all(f"`{value}`" in row for value in wanted) for row in rows)
+
+        missing = [post.item_id for post in OWN_POSTS if not listed(post)]
+        assert not missing, f"add these sandbox own posts to the README, with their identity: {missing}"
 
     def test_documents_every_setting(self) -> None:
         missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in README]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -7,8 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.advertisers.models import Advertiser
 
 
-async def get_by_tiktok_id(session: AsyncSession, tiktok_advertiser_id: str) -> Advertiser | None:
+async def get_by_tiktok_id(
+    session: AsyncSession, tiktok_advertiser_id: str, *, for_update: bool = False
+) -> Advertiser | None:
     statement = select(Advertiser).where(Advertiser.tiktok_advertiser_id == tiktok_advertiser_id)
+    if for_update:
+        statement = statement.with_for_update()
     return (await session.execute(statement)).scalar_one_or_none()
 
 
@@ -26,7 +32,12 @@ async def replace_token(
 
 
 async def insert_new(
-    session: AsyncSession, *, tiktok_advertiser_id: str, name: str | None, access_token_encrypted: bytes
+    session: AsyncSession,
+    *,
+    tiktok_advertiser_id: str,
+    name: str | None,
+    access_token_encrypted: bytes,
+    spark_ads_limit: int,
 ) -> Advertiser | None:
     """Insert the ad account; None when it already exists (decided by the unique index, so races are safe)."""
     statement = (
@@ -35,8 +46,38 @@ async def insert_new(
             tiktok_advertiser_id=tiktok_advertiser_id,
             name=name,
             access_token_encrypted=access_token_encrypted,
+            spark_ads_limit=spark_ads_limit,
         )
         .on_conflict_do_nothing(index_elements=[Advertiser.tiktok_advertiser_id])
         .returning(Advertiser)
     )
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def take_spark_ad_slot(session: AsyncSession, advertiser_id: uuid.UUID) -> int | None:
+    """Count one more Spark Ad for the ad account if its limit allows; the new count, or None when it is full.
+
+    One conditional UPDATE: the row lock it takes makes concurrent links queue, and each sees the count the
+    one before it left, so the limit holds exactly under any concurrency, on any number of replicas (D10).
+    """
+    statement = (
+        update(Advertiser)
+        .where(Advertiser.id == advertiser_id, Advertiser.spark_ads_used < Advertiser.spark_ads_limit)
+        .values(spark_ads_used=Advertiser.spark_ads_used + 1)
+        .returning(Advertiser.spark_ads_used)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def release_spark_ad_slot(session: AsyncSession, advertiser_id: uuid.UUID) -> None:
+    statement = (
+        update(Advertiser).where(Advertiser.id == advertiser_id).values(spark_ads_used=Advertiser.spark_ads_used - 1)
+    )
+    await session.execute(statement)
+
+
+async def spark_ads_usage(session: AsyncSession, advertiser_id: uuid.UUID) -> tuple[int, int]:
+    """(used, limit), as committed."""
+    statement = select(Advertiser.spark_ads_used, Advertiser.spark_ads_limit).where(Advertiser.id == advertiser_id)
+    used, limit = (await session.execute(statement)).one()
+    return used, limit

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, status
 
 from app.advertisers import service
 from app.advertisers.errors import AdvertiserAlreadyExists, AdvertiserNotFound
-from app.advertisers.schemas import AccessTokenUpdate, AdvertiserCreate, AdvertiserRead
+from app.advertisers.schemas import AccessTokenUpdate, AdvertiserCreate, AdvertiserRead, AdvertiserUpdate
 from app.kit.db import DbSession, Sessions
 from app.kit.deps import Secrets, TikTok
 from app.kit.errors import problem_responses
@@ -35,6 +35,7 @@ async def register_advertiser(
         tiktok_advertiser_id=body.tiktok_advertiser_id,
         access_token=body.access_token,
         name=body.name,
+        spark_ads_limit=body.spark_ads_limit,
     )
     return AdvertiserRead.model_validate(advertiser)
 
@@ -47,6 +48,23 @@ async def register_advertiser(
 )
 async def get_advertiser(tiktok_advertiser_id: AdvertiserIdPath, session: DbSession) -> AdvertiserRead:
     advertiser = await service.get(session, tiktok_advertiser_id=tiktok_advertiser_id)
+    return AdvertiserRead.model_validate(advertiser)
+
+
+@router.patch(
+    "/{tiktok_advertiser_id}",
+    operation_id="updateAdvertiser",
+    summary="Change an ad account's name or Spark Ads limit",
+    responses=problem_responses(AdvertiserNotFound),
+)
+async def update_advertiser(
+    tiktok_advertiser_id: AdvertiserIdPath, body: AdvertiserUpdate, session: DbSession
+) -> AdvertiserRead:
+    """Fields left out (or null) stay as they are. The limit may be set below what is used: then nothing new
+    links until ads are removed (`spark_ads_limit_reached`)."""
+    advertiser = await service.update(
+        session, tiktok_advertiser_id=tiktok_advertiser_id, name=body.name, spark_ads_limit=body.spark_ads_limit
+    )
     return AdvertiserRead.model_validate(advertiser)
 
 

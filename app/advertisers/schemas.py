@@ -5,6 +5,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.advertisers.models import DEFAULT_SPARK_ADS_LIMIT
+
 # Visible ASCII only: the token travels in an HTTP header. repr=False keeps it out of any repr or log.
 AccessToken = Annotated[
     str,
@@ -18,6 +20,22 @@ AccessToken = Annotated[
 ]
 
 
+# No control characters: a name is one line of text (and Postgres refuses NUL in text).
+AdvertiserName = Annotated[
+    str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$", description="A name people recognise.")
+]
+
+SparkAdsLimit = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=1_000_000,
+        description="How many Spark Ads the ad account may use (D10). TikTok's is 10,000; it may be set lower, even "
+        "below what is used (then nothing new links until ads are removed).",
+    ),
+]
+
+
 class AdvertiserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -27,10 +45,17 @@ class AdvertiserCreate(BaseModel):
         examples=["7000000000000000001"],
     )
     access_token: AccessToken
-    # No control characters: a name is one line of text (and Postgres refuses NUL in text).
-    name: str | None = Field(
-        default=None, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$", description="A name people recognise."
-    )
+    name: AdvertiserName | None = None
+    spark_ads_limit: SparkAdsLimit = DEFAULT_SPARK_ADS_LIMIT
+
+
+class AdvertiserUpdate(BaseModel):
+    """What may change about an ad account; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: AdvertiserName | None = None
+    spark_ads_limit: SparkAdsLimit | None = Field(default=None, description="Left out or null: unchanged.")
 
 
 class AccessTokenUpdate(BaseModel):
@@ -44,5 +69,6 @@ class AdvertiserRead(BaseModel):
 
     tiktok_advertiser_id: str
     name: str | None
+    spark_ads_limit: int = Field(description="How many Spark Ads this ad account may use (D10).")
     created_at: datetime
     updated_at: datetime

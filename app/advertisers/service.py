@@ -27,6 +27,7 @@ async def register(
     tiktok_advertiser_id: str,
     access_token: str,
     name: str | None,
+    spark_ads_limit: int,
 ) -> Advertiser:
     """Register an ad account after TikTok has confirmed that the token may act for it.
 
@@ -42,6 +43,7 @@ async def register(
             tiktok_advertiser_id=tiktok_advertiser_id,
             name=name,
             access_token_encrypted=box.encrypt(access_token),
+            spark_ads_limit=spark_ads_limit,
         )
     if advertiser is None:  # registered by a concurrent request while TikTok answered
         raise AdvertiserAlreadyExists(f"Ad account {tiktok_advertiser_id} is already registered.")
@@ -54,6 +56,24 @@ async def get(session: AsyncSession, *, tiktok_advertiser_id: str) -> Advertiser
     advertiser = await repository.get_by_tiktok_id(session, tiktok_advertiser_id)
     if advertiser is None:
         raise AdvertiserNotFound(f"Ad account {tiktok_advertiser_id} is not registered with this service.")
+    return advertiser
+
+
+async def update(
+    session: AsyncSession, *, tiktok_advertiser_id: str, name: str | None, spark_ads_limit: int | None
+) -> Advertiser:
+    """Change the ad account's name or Spark Ads limit (None: unchanged). A limit below what is used is allowed:
+    nothing new links until ads are removed. Locks the row, as links do, so a limit change and a link are
+    decided one after the other."""
+    advertiser = await repository.get_by_tiktok_id(session, tiktok_advertiser_id, for_update=True)
+    if advertiser is None:
+        raise AdvertiserNotFound(f"Ad account {tiktok_advertiser_id} is not registered with this service.")
+    if name is not None:
+        advertiser.name = name
+    if spark_ads_limit is not None:
+        advertiser.spark_ads_limit = spark_ads_limit
+    await session.flush()
+    log.info("advertiser.updated", tiktok_advertiser_id=tiktok_advertiser_id, spark_ads_limit=spark_ads_limit)
     return advertiser
 
 

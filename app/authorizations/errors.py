@@ -26,6 +26,22 @@ class AuthorizationInProgress(ProblemError):
     retry_after_seconds = 1
 
 
+class AdsStillActive(ProblemError):
+    """D16: un-authorizing is refused while the ad account still runs ads on the post."""
+
+    status = 409
+    reason = "ads_still_active"
+    title = "Ads still use this post in this ad account; remove them first"
+
+
+class PairStillBound(ProblemError):
+    """The original post of a Duet/Stitch that is still authorized here: un-authorizing the Duet/Stitch ends both."""
+
+    status = 409
+    reason = "pair_still_bound"
+    title = "A Duet or Stitch made from this post is still authorized; un-authorize it, which ends both"
+
+
 class CodeRefused(ProblemError):
     """Base of the 422 answers that say what is wrong with a code or its post."""
 
@@ -90,6 +106,11 @@ class OriginalPostCodeRequired(CodeRefused):
 class OriginalPostCodeMismatch(CodeRefused):
     reason = "original_post_code_mismatch"
     title = "The original post's code is not for the post this Duet or Stitch was made from"
+
+
+class OwnPostNotFound(CodeRefused):
+    reason = "own_post_not_found"
+    title = "TikTok shows no such post under this identity"
 
 
 class OriginalPostCodeUnexpected(CodeRefused):

@@ -78,10 +78,11 @@ Sessions = async_sessionmaker[AsyncSession]
 _CODE_PATTERN = re.compile(r"[A-Za-z0-9#+/=_\-.~:]{8,512}")
 
 _BANNED = frozenset({PostStatus.banned, PostStatus.removed})
+_UNSETTLED = frozenset({AuthorizationState.pending, AuthorizationState.unauthorizing})
 
 # TikTok said no, or surely never acted: nothing was applied. Any other failure (a timeout, a system error, a
 # garbled answer) may have come after TikTok applied the code, so its outcome is unknown.
-_NOTHING_APPLIED: tuple[type[TikTokError], ...] = (TikTokPermanentError, *NOTHING_DONE)
+NOTHING_APPLIED: tuple[type[TikTokError], ...] = (TikTokPermanentError, *NOTHING_DONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +183,7 @@ async def apply_code(
         bound = await _settle_unknown(sessions, tiktok, box, advertiser, token, claim)
     except TikTokError as error:
         await _release(sessions, claim, forget=False)  # still unknown: nothing may be forgotten
-        raise _as_problem(error) from error
+        raise as_problem(error) from error
     main_post = bound.get(plan.post.item_id) if claim.main_holds_code else None
     if main_post is None:
         try:
@@ -190,8 +191,8 @@ async def apply_code(
         except TikTokError as error:
             # Rows still pending now were either new or shown unbound just above: if TikTok applied nothing,
             # nothing is bound, and they go.
-            await _release(sessions, claim, forget=isinstance(error, _NOTHING_APPLIED))
-            raise _as_problem(error) from error
+            await _release(sessions, claim, forget=isinstance(error, NOTHING_APPLIED))
+            raise as_problem(error) from error
     # Any other failure (Postgres gone, the request cancelled) leaves the claim to run out and the rows pending,
     # for the next apply of the post or `settle` to settle by reading TikTok.
     return await _activate(sessions, box, advertiser, claim, plan, main_post=main_post)
@@ -214,7 +215,7 @@ def _is_applied_as_given(row: Authorization, box: SecretBox, original_code: str 
 # -- phase 2: what TikTok says about the codes
 
 
-def _as_problem(error: TikTokError) -> ProblemError:
+def as_problem(error: TikTokError) -> ProblemError:
     """TikTok's refusal of a code or post as ours; any other TikTok failure as its matching problem."""
     if isinstance(error, TikTokRequestRejected) and error.refusal is not None:
         refusal = REFUSAL_BY_TIKTOK.get(error.refusal)
@@ -227,10 +228,10 @@ async def _read_post(tiktok: TikTokClient, advertiser: Advertiser, token: str, c
     try:
         return await tiktok.post_info(advertiser_id=advertiser.tiktok_advertiser_id, access_token=token, auth_code=code)
     except TikTokError as error:
-        raise _as_problem(error) from error
+        raise as_problem(error) from error
 
 
-def _refuse_unusable(post: PostInfo, policy: Policy, now: datetime, *, role: str) -> None:
+def refuse_unusable(post: PostInfo, policy: Policy, now: datetime, *, role: str) -> None:
     """Raise the refusal for the first thing that makes this post unusable for a Spark Ad."""
     subject = "The post" if role == "post" else "The original post"
     if post.status is PostStatus.deleted:
@@ -271,7 +272,7 @@ async def _plan(
     """D12: the codes and posts to apply, in TikTok's order: the Duet/Stitch (secondary) first, then its
     original (primary). Refuses anything that cannot be used."""
     post = await _read_post(tiktok, advertiser, token, code)
-    _refuse_unusable(post, policy, now, role="post")
+    refuse_unusable(post, policy, now, role="post")
     if original_code is None:
         if post.original_item_id is not None:
             raise OriginalPostCodeRequired(
@@ -285,7 +286,7 @@ async def _plan(
         # Given the other way round: the original first, the Duet/Stitch second. Swap them.
         log.info("authorization.apply.pair_reordered", item_id=other.item_id, original_item_id=post.item_id)
         code, post, original_code, other = original_code, other, code, post
-        _refuse_unusable(post, policy, now, role="post")
+        refuse_unusable(post, policy, now, role="post")
     if post.original_item_id is None:
         raise OriginalPostCodeUnexpected(
             f"Post {post.item_id} is not a Duet or Stitch, and post {other.item_id} is not one of it.",
@@ -296,7 +297,7 @@ async def _plan(
             f"post {other.item_id}.",
             original_item_id=post.original_item_id,
         )
-    _refuse_unusable(other, policy, now, role="original")
+    refuse_unusable(other, policy, now, role="original")
     return _Plan(code, post, original_code, other)
 
 
@@ -378,7 +379,7 @@ def _pending(session: AsyncSession, advertiser: Advertiser, post: PostInfo, code
     row = Authorization(
         id=uuid.uuid4(), advertiser_id=advertiser.id, item_id=post.item_id, state=AuthorizationState.pending.value
     )
-    _fill_from_post(row, post)
+    fill_from_post(row, post)
     _set_code(row, code, box)
     session.add(row)
     return row
@@ -497,7 +498,7 @@ async def _rows(session: AsyncSession, ids: Iterable[uuid.UUID]) -> list[Authori
 
 def _activate_row(row: Authorization, post: PostInfo, box: SecretBox, *, code: str | None = None) -> None:
     """The row as TikTok shows the post bound, with the code that bound it (or the one it already holds)."""
-    _fill_from_post(row, post)
+    fill_from_post(row, post)
     if code is not None:
         _set_code(row, code, box)
     elif row.auth_code_fingerprint is None and row.auth_code_encrypted is not None:
@@ -511,9 +512,10 @@ def _set_code(row: Authorization, code: str, box: SecretBox) -> None:
     row.auth_code_hint = secret_hint(code)
 
 
-def _fill_from_post(row: Authorization, post: PostInfo) -> None:
+def fill_from_post(row: Authorization, post: PostInfo) -> None:
+    """The row as TikTok describes the post (the caption as authorized, D4; the window as reported, D3)."""
     row.item_type = post.item_type.value
-    row.identity_type = IdentityType.auth_code.value
+    row.identity_type = post.identity_type or IdentityType.auth_code.value
     row.identity_id = post.identity_id
     row.tiktok_name = post.tiktok_name
     row.caption = post.caption
@@ -536,9 +538,11 @@ def _fill_from_post(row: Authorization, post: PostInfo) -> None:
 
 @dataclass(slots=True)
 class SettleReport:
-    activated: int = 0  # TikTok shows the post bound: the authorization is active
-    forgotten: int = 0  # TikTok shows nothing bound: the pending intent is dropped
+    activated: int = 0  # an apply's outcome: TikTok shows the post bound, so the authorization is active
+    forgotten: int = 0  # an apply's outcome: TikTok shows nothing bound, so the pending intent is dropped
     released: int = 0  # an active authorization whose renewal's outcome was unknown: TikTok's window kept
+    unbound: int = 0  # an un-authorize's outcome: TikTok shows the post no longer bound
+    still_bound: int = 0  # an un-authorize's outcome: TikTok still shows the post bound, so it stays active
     failed: int = 0  # TikTok could not be asked; left for the next run
 
 
@@ -574,7 +578,7 @@ async def _settle_one(
         current = await repository.get(session, row.id)
         if current is None or current.claimed_at(now):
             return  # settled or claimed by someone else meanwhile
-        if current.state != AuthorizationState.pending and current.claimed_until is None:
+        if current.state not in _UNSETTLED and current.claimed_until is None:
             return
         current.claimed_until = now + timedelta(seconds=policy.claim_seconds)
         advertiser = current.advertiser
@@ -593,13 +597,21 @@ async def _settle_one(
         return
     async with sessions.begin() as session:
         (current,) = await _rows(session, [row.id])
-        was_pending = current.state == AuthorizationState.pending
+        was = current.state
         current.claimed_until = None
-        if post is not None:
+        if was == AuthorizationState.unauthorizing:
+            if post is None:
+                current.state = AuthorizationState.unauthorized.value
+                current.unauthorized_at = clock.utcnow()
+                report.unbound += 1
+            else:
+                _activate_row(current, post, box)
+                report.still_bound += 1
+        elif post is not None:
             _activate_row(current, post, box)
-            report.activated += was_pending
-            report.released += not was_pending
-        elif was_pending:
+            report.activated += was == AuthorizationState.pending
+            report.released += was != AuthorizationState.pending
+        elif was == AuthorizationState.pending:
             await repository.delete_pending(session, [current.id])
             report.forgotten += 1
         else:
@@ -609,5 +621,5 @@ async def _settle_one(
         authorization_id=str(row.id),
         item_id=row.item_id,
         bound=post is not None,
-        was_pending=was_pending,
+        state_before=was,
     )

@@ -13,7 +13,6 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
-    UniqueConstraint,
     and_,
     case,
     text,
@@ -23,15 +22,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.advertisers.models import Advertiser
 from app.kit.db import Base, IdMixin, TimestampMixin
-from app.tiktok.models import PostStatus
+from app.tiktok.models import IdentityType, PostStatus
 
-
-class IdentityType(StrEnum):
-    """D1: a creator's code (Type 2), or the advertiser's own / Business Center TikTok account (Type 1)."""
-
-    auth_code = "AUTH_CODE"
-    tt_user = "TT_USER"
-    bc_auth_tt = "BC_AUTH_TT"
+__all__ = ["Authorization", "AuthorizationState", "AuthorizationStatus", "IdentityType", "OriginKind"]
 
 
 class AuthorizationState(StrEnum):
@@ -41,6 +34,10 @@ class AuthorizationState(StrEnum):
     # request that recorded it, or later by reading TikTok (the next apply of the post, `app.cli settle`).
     pending = "pending"
     active = "active"
+    # TikTok's unbind was sent and its outcome is not known yet: settled the same way.
+    unauthorizing = "unauthorizing"
+    # Unbound (D16): history. The post may be authorized again, as a new authorization.
+    unauthorized = "unauthorized"
 
 
 class AuthorizationStatus(StrEnum):
@@ -49,6 +46,8 @@ class AuthorizationStatus(StrEnum):
     pending = "pending"
     active = "active"
     expired = "expired"
+    unauthorizing = "unauthorizing"
+    unauthorized = "unauthorized"
 
 
 class OriginKind(StrEnum):
@@ -65,7 +64,14 @@ class Authorization(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "authorizations"
     __table_args__ = (
-        UniqueConstraint("advertiser_id", "item_id"),
+        # One live authorization per (ad account, post); un-authorized ones stay beside it as history.
+        Index(
+            "uq_authorizations_live_post",
+            "advertiser_id",
+            "item_id",
+            unique=True,
+            postgresql_where=text("state <> 'unauthorized'"),
+        ),
         Index(None, "advertiser_id", "auth_code_fingerprint"),
         Index(None, "advertiser_id", "created_at", "id"),
         Index(None, "item_id"),
@@ -73,10 +79,12 @@ class Authorization(IdMixin, TimestampMixin, Base):
         Index(
             "ix_authorizations_unsettled",
             "claimed_until",
-            postgresql_where=text("state = 'pending' OR claimed_until IS NOT NULL"),
+            postgresql_where=text("state IN ('pending', 'unauthorizing') OR claimed_until IS NOT NULL"),
         ),
         CheckConstraint("identity_type IN ('AUTH_CODE', 'TT_USER', 'BC_AUTH_TT')", name="identity_type"),
-        CheckConstraint("state IN ('pending', 'active')", name="state"),
+        CheckConstraint("state IN ('pending', 'active', 'unauthorizing', 'unauthorized')", name="state"),
+        CheckConstraint("active_ads >= 0", name="active_ads"),
+        CheckConstraint("(state = 'unauthorized') = (unauthorized_at IS NOT NULL)", name="unauthorized_when"),
         CheckConstraint("origin_kind IS NULL OR origin_kind IN ('duet', 'stitch')", name="origin_kind"),
         CheckConstraint("identity_type <> 'AUTH_CODE' OR auth_code_encrypted IS NOT NULL", name="auth_code_has_code"),
         # Only a pending row may lack its fingerprint (one carried over from before pairs had two rows).
@@ -119,14 +127,17 @@ class Authorization(IdMixin, TimestampMixin, Base):
     tiktok_auth_status: Mapped[str | None] = mapped_column(Text)
 
     state: Mapped[str] = mapped_column(String(16), default=AuthorizationState.active.value)
+    unauthorized_at: Mapped[datetime | None]
+    # D6: ads linked and not removed, kept in the transactions that link and remove them.
+    active_ads: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # D1: the Business Center an own post's BC_AUTH_TT identity is authorized through.
+    identity_authorized_bc_id: Mapped[str | None] = mapped_column(Text)
     # While set and in the future, one request owns the decision about this post: it is calling TikTok's
-    # authorize. Expired, the owner died mid-way and the row is settled by reading TikTok.
+    # authorize or unbind. Expired, the owner died mid-way and the row is settled by reading TikTok.
     claimed_until: Mapped[datetime | None]
 
     def _status_at(self, now: datetime) -> AuthorizationStatus:
-        if self.state == AuthorizationState.pending:
-            return AuthorizationStatus.pending
-        if self.auth_end_at is not None and self.auth_end_at <= now:
+        if self.state == AuthorizationState.active and self.auth_end_at is not None and self.auth_end_at <= now:
             return AuthorizationStatus.expired
         return AuthorizationStatus(self.state)
 
@@ -134,23 +145,31 @@ class Authorization(IdMixin, TimestampMixin, Base):
         # The same rule as `_status_at`, as SQL, so that a filter by status agrees with what each row reads as.
         # Called on the class: the columns are read off `Authorization`, which is what `cls` is.
         table = Authorization
-        return case(
-            (table.state == AuthorizationState.pending.value, AuthorizationStatus.pending.value),
-            (and_(table.auth_end_at.is_not(None), table.auth_end_at <= now), AuthorizationStatus.expired.value),
-            else_=table.state,
+        ended = and_(
+            table.state == AuthorizationState.active.value, table.auth_end_at.is_not(None), table.auth_end_at <= now
         )
+        return case((ended, AuthorizationStatus.expired.value), else_=table.state)
 
-    # D3: expired as soon as the end has passed, whether or not any job has run; pending until settled. One
-    # rule, read in Python on a row and as SQL in a filter: `Authorization.status_at(now) == "active"`.
+    # D3: an active authorization is expired as soon as its window's end has passed, whether or not any job has
+    # run; every other state reads as itself. One rule, read in Python on a row and as SQL in a filter:
+    # `Authorization.status_at(now) == "active"`.
     status_at = hybrid_method(_status_at, _status_at_sql)  # type: ignore[arg-type]
 
     def claimed_at(self, now: datetime) -> bool:
         """Whether a request is deciding about this post right now."""
         return self.claimed_until is not None and self.claimed_until > now
 
+    def usable_at(self, now: datetime) -> bool:
+        """Whether a new ad may use the post (D6, D8): active, in its window, and the post not gone or banned."""
+        return self.status_at(now) is AuthorizationStatus.active and PostStatus.parse(self.post_status) not in _GONE
+
+    def is_private(self) -> bool:
+        """D5: a private post becomes public while it runs as an ad, unless the ad only shows as an ad."""
+        return PostStatus.parse(self.post_status) in _PRIVATE
+
     def warnings(self) -> list[tuple[str, str]]:
         """What a caller should know before using the post in an ad: (reason, detail) pairs."""
-        if PostStatus.parse(self.post_status) in _PRIVATE:  # D5
+        if self.is_private():  # D5
             return [
                 (
                     "post_will_become_public",
@@ -162,3 +181,4 @@ class Authorization(IdMixin, TimestampMixin, Base):
 
 
 _PRIVATE = frozenset({PostStatus.private, PostStatus.friends_only})
+_GONE = frozenset({PostStatus.deleted, PostStatus.banned, PostStatus.removed})

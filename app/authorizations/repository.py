@@ -11,7 +11,9 @@ from sqlalchemy.orm import joinedload
 from app.authorizations.models import Authorization, AuthorizationState, AuthorizationStatus
 from app.kit.pagination import Cursor
 
-_WITH_ADVERTISER = joinedload(Authorization.advertiser)
+_WITH_ADVERTISER = joinedload(Authorization.advertiser, innerjoin=True)
+# States whose outcome on TikTok is not known until someone reads TikTok.
+_UNSETTLED_STATES = (AuthorizationState.pending.value, AuthorizationState.unauthorizing.value)
 
 
 async def get(session: AsyncSession, authorization_id: uuid.UUID) -> Authorization | None:
@@ -19,10 +21,43 @@ async def get(session: AsyncSession, authorization_id: uuid.UUID) -> Authorizati
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def get_for_update(session: AsyncSession, authorization_id: uuid.UUID) -> Authorization | None:
+    """The authorization, its row locked until the transaction ends: what links, removals and un-authorizing
+    decide under, so that each decision is still true at commit."""
+    statement = (
+        select(Authorization)
+        .options(_WITH_ADVERTISER)
+        .where(Authorization.id == authorization_id)
+        .with_for_update(of=Authorization)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def lock_all(session: AsyncSession, ids: Iterable[uuid.UUID]) -> list[Authorization]:
+    """Lock these authorizations' rows, in a fixed order (no two transactions can deadlock over them)."""
+    statement = (
+        select(Authorization)
+        .options(_WITH_ADVERTISER)
+        .where(Authorization.id.in_(list(ids)))
+        .order_by(Authorization.id)
+        .with_for_update(of=Authorization)
+    )
+    return list((await session.execute(statement)).scalars().all())
+
+
+async def live_pairs_made_from(session: AsyncSession, original_id: uuid.UUID) -> list[Authorization]:
+    """The Duets/Stitches, still bound, that point at this original post's authorization."""
+    statement = select(Authorization).where(
+        Authorization.original_authorization_id == original_id, Authorization.state != AuthorizationState.unauthorized
+    )
+    return list((await session.execute(statement)).scalars().all())
+
+
 async def find_by_code(
     session: AsyncSession, *, advertiser_id: uuid.UUID, fingerprints: Sequence[bytes]
 ) -> Authorization | None:
-    """The authorization whose current code is this one, with its ad account and, for a pair, its original."""
+    """The authorization whose current code is this one (a live one before history), with its ad account and,
+    for a pair, its original."""
     statement = (
         select(Authorization)
         .options(_WITH_ADVERTISER, joinedload(Authorization.original_authorization))
@@ -30,6 +65,7 @@ async def find_by_code(
             Authorization.advertiser_id == advertiser_id,
             Authorization.auth_code_fingerprint.in_(fingerprints),
         )
+        .order_by(Authorization.state == AuthorizationState.unauthorized, Authorization.created_at.desc())
     )
     return (await session.execute(statement)).scalars().first()
 
@@ -50,12 +86,43 @@ async def lock_posts(session: AsyncSession, *, advertiser_id: uuid.UUID, item_id
 async def get_for_posts(
     session: AsyncSession, *, advertiser_id: uuid.UUID, item_ids: Iterable[str]
 ) -> dict[str, Authorization]:
+    """The live (not un-authorized) authorization of each post, by post id."""
     statement = (
         select(Authorization)
         .options(_WITH_ADVERTISER)
-        .where(Authorization.advertiser_id == advertiser_id, Authorization.item_id.in_(set(item_ids)))
+        .where(
+            Authorization.advertiser_id == advertiser_id,
+            Authorization.item_id.in_(set(item_ids)),
+            Authorization.state != AuthorizationState.unauthorized,
+        )
     )
     return {row.item_id: row for row in (await session.execute(statement)).scalars().all()}
+
+
+async def identities_of(session: AsyncSession, advertiser_id: uuid.UUID) -> list[tuple[str, str]]:
+    """The identities (type, id) of the ad account's live authorizations."""
+    statement = (
+        select(Authorization.identity_type, Authorization.identity_id)
+        .where(
+            Authorization.advertiser_id == advertiser_id,
+            Authorization.identity_id.is_not(None),
+            Authorization.state != AuthorizationState.unauthorized,
+        )
+        .distinct()
+        .order_by(Authorization.identity_type, Authorization.identity_id)
+    )
+    return [(t, i) for t, i in (await session.execute(statement)).all() if i is not None]
+
+
+async def of_post(session: AsyncSession, item_id: str) -> list[Authorization]:
+    """Every authorization, in every ad account, of this post or of a Duet/Stitch made from it; history too."""
+    statement = (
+        select(Authorization)
+        .options(_WITH_ADVERTISER)
+        .where(or_(Authorization.item_id == item_id, Authorization.original_item_id == item_id))
+        .order_by(Authorization.created_at, Authorization.id)
+    )
+    return list((await session.execute(statement)).scalars().all())
 
 
 async def delete_pending(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
@@ -73,7 +140,7 @@ async def list_unsettled(session: AsyncSession, *, now: datetime, limit: int) ->
         select(Authorization)
         .options(_WITH_ADVERTISER)
         .where(
-            or_(Authorization.state == AuthorizationState.pending.value, Authorization.claimed_until.is_not(None)),
+            or_(Authorization.state.in_(_UNSETTLED_STATES), Authorization.claimed_until.is_not(None)),
             or_(Authorization.claimed_until.is_(None), Authorization.claimed_until <= now),
         )
         .order_by(Authorization.created_at, Authorization.id)

@@ -8,10 +8,17 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from app.advertisers import service as advertisers
 from app.advertisers.errors import AdvertiserNotFound
 from app.advertisers.routes import AdvertiserIdPath
-from app.authorizations import intake, service
-from app.authorizations.errors import REFUSALS, AuthorizationInProgress, AuthorizationNotFound
-from app.authorizations.models import AuthorizationStatus
-from app.authorizations.schemas import AuthorizationCreate, AuthorizationRead
+from app.authorizations import intake, own_posts, service, unauthorize
+from app.authorizations.errors import (
+    REFUSALS,
+    AdsStillActive,
+    AuthorizationInProgress,
+    AuthorizationNotFound,
+    OwnPostNotFound,
+    PairStillBound,
+)
+from app.authorizations.models import AuthorizationStatus, IdentityType
+from app.authorizations.schemas import AuthorizationCreate, AuthorizationRead, OwnPostCreate
 from app.kit.clock import Now
 from app.kit.db import DbSession, Sessions
 from app.kit.deps import AppSettings, Secrets, TikTok
@@ -65,6 +72,73 @@ async def apply_authorization_code(
     if not applied.created:
         response.status_code = status.HTTP_200_OK
     return AuthorizationRead.from_model(applied.authorization, now)
+
+
+@router.post(
+    "/advertisers/{tiktok_advertiser_id}/own-posts",
+    operation_id="registerOwnPost",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a post from the brand's own TikTok account",
+    responses={
+        200: {"model": AuthorizationRead, "description": "This post is already tracked for this ad account."},
+        **problem_responses(AdvertiserNotFound, OwnPostNotFound, *REFUSALS, *TIKTOK_PROBLEMS),
+    },
+)
+async def register_own_post(
+    tiktok_advertiser_id: AdvertiserIdPath,
+    body: OwnPostCreate,
+    response: Response,
+    sessions: Sessions,
+    tiktok: TikTok,
+    box: Secrets,
+    settings: AppSettings,
+    now: Now,
+) -> AuthorizationRead:
+    """D1: a post of the brand's own account (`TT_USER`, or `BC_AUTH_TT` with its Business Center) needs no code.
+    TikTok must show it under that identity (`identity/video/info`); it is then tracked like a creator's post,
+    with no window."""
+    applied = await own_posts.register(
+        sessions,
+        tiktok,
+        box,
+        intake.Policy.from_settings(settings),
+        tiktok_advertiser_id=tiktok_advertiser_id,
+        item_id=body.item_id,
+        identity_type=IdentityType(body.identity_type.value),
+        identity_id=body.identity_id,
+        identity_authorized_bc_id=body.identity_authorized_bc_id,
+        now=now,
+    )
+    if not applied.created:
+        response.status_code = status.HTTP_200_OK
+    return AuthorizationRead.from_model(applied.authorization, now)
+
+
+@router.post(
+    "/authorizations/{authorization_id}/unauthorize",
+    operation_id="unauthorize",
+    summary="Un-authorize the post from its ad account",
+    responses=problem_responses(
+        AuthorizationNotFound, AdsStillActive, PairStillBound, AuthorizationInProgress, *TIKTOK_PROBLEMS
+    ),
+)
+async def unauthorize_authorization(
+    authorization_id: uuid.UUID, sessions: Sessions, tiktok: TikTok, box: Secrets, settings: AppSettings, now: Now
+) -> AuthorizationRead:
+    """D16: `tt_video/unbind`, refused (409 `ads_still_active`, listing them, TikTok not called) while the ad
+    account has active ads on the post. A Duet/Stitch ends both posts' bindings. Twice is the same result. If
+    TikTok fails, `retryable` says whether to send it again; an outcome that is unknown leaves the authorization
+    `unauthorizing` until a retry or `settle` reads TikTok. Afterwards the post may be authorized again, as a new
+    authorization; this one stays as history."""
+    authorization = await unauthorize.unauthorize(
+        sessions,
+        tiktok,
+        box,
+        intake.Policy.from_settings(settings),
+        authorization_id=authorization_id,
+        now=now,
+    )
+    return AuthorizationRead.from_model(authorization, now)
 
 
 @router.get(

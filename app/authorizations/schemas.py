@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.authorizations.models import Authorization, AuthorizationStatus, IdentityType, OriginKind
 from app.tiktok.models import ItemType
@@ -27,6 +29,32 @@ class AuthorizationCreate(BaseModel):
         description="For a Duet or Stitch: the code of the original post (the primary creator's). Two codes given "
         "the other way round are put in the right order.",
     )
+
+
+class OwnIdentityType(StrEnum):
+    """D1: the brand's own TikTok account, directly or through a Business Center."""
+
+    tt_user = "TT_USER"
+    bc_auth_tt = "BC_AUTH_TT"
+
+
+class OwnPostCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str = Field(pattern=r"^[0-9]{1,32}$", description="The TikTok post id.")
+    identity_type: OwnIdentityType
+    identity_id: str = Field(min_length=1, max_length=128, pattern=r"^[!-~]+$", description="TikTok's identity id.")
+    identity_authorized_bc_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,32}$",
+        description="The Business Center the identity is authorized through: required for `BC_AUTH_TT`.",
+    )
+
+    @model_validator(mode="after")
+    def _bc_id_goes_with_bc_auth_tt(self) -> Self:
+        if (self.identity_type is OwnIdentityType.bc_auth_tt) != (self.identity_authorized_bc_id is not None):
+            raise ValueError("identity_authorized_bc_id is required for BC_AUTH_TT, and only for it")
+        return self
 
 
 class Creator(BaseModel):
@@ -67,6 +95,8 @@ class AuthorizationRead(BaseModel):
         "apply of the post at the latest."
     )
     code_hint: str | None = Field(description="The code's last characters, to recognise it; never the code.")
+    active_ads: int = Field(description="Ads linked to this authorization and not removed (D6).")
+    unauthorized_at: datetime | None = Field(description="When it was un-authorized (`tt_video/unbind`, D16).")
     warnings: list[AuthorizationWarning]
     created_at: datetime
     updated_at: datetime
@@ -102,6 +132,8 @@ class AuthorizationRead(BaseModel):
             tiktok_auth_status=authorization.tiktok_auth_status,
             status=authorization.status_at(now),
             code_hint=authorization.auth_code_hint,
+            active_ads=authorization.active_ads,
+            unauthorized_at=authorization.unauthorized_at,
             warnings=[AuthorizationWarning(reason=r, detail=d) for r, d in authorization.warnings()],
             created_at=authorization.created_at,
             updated_at=authorization.updated_at,

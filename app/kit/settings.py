@@ -60,6 +60,8 @@ class Settings(BaseSettings):
 
     # Policy (D9): TikTok's own page says there is no duration limit, the guide says 10 minutes.
     max_video_duration_seconds: float = Field(default=600.0, gt=0)
+    # TikTok's API docs cap one identity (a creator, or the brand's own account) at 10,000 ads.
+    identity_ads_limit: int = Field(default=10_000, ge=1)
 
     # How hard to try TikTok before answering 502/503/504 (transient faults only; permanent ones never retry).
     tiktok_deadline_seconds: float = Field(default=15.0, gt=0)

@@ -3,7 +3,8 @@
 TikTok answers most errors with HTTP 200 and a non-zero `code` in its envelope, so a failure is found by reading
 the body, not only the status. Which code and message the API uses for a refused creator's code or post is
 unconfirmed: a `TikTokRefusal` is read from Ads Manager's numeric codes first (the more reliable, if the API
-ever sends them), then from Ads Manager's error names in the message, then from plain words.
+ever sends them), then from Ads Manager's error names in the message, then from plain words. So is the code of
+`identity/video/info` for a post that is not the identity's: 40007 first (the likely one), then the message.
 
 TikTok may echo a code or a token in its message, and the message reaches logs and API answers: it is scrubbed
 of the request's secrets here, before any error carries it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -29,7 +31,16 @@ from app.tiktok.errors import (
 )
 from app.tiktok.parse import JsonObject, storable_text
 
-__all__ = ["classify_error", "read_envelope"]
+__all__ = ["About", "classify_error", "read_envelope"]
+
+
+class About(Enum):
+    """What a request asks TikTok about, and so which `TikTokRefusal` a rejection of it may name."""
+
+    auth_code = "auth_code"  # tt_video/info and authorize: a creator's code and its post
+    own_post = "own_post"  # identity/video/info: a post under one of the ad account's identities
+    nothing_refusable = "nothing_refusable"  # tt_video/list and unbind: a rejection names no refusal
+
 
 # Return codes, tiktok-business-api.md section 5.
 _RATE_LIMITED_CODES = frozenset({40100, 40133})
@@ -84,6 +95,15 @@ _REFUSAL_BY_WORD: Sequence[tuple[tuple[str, ...], TikTokRefusal]] = (
 _OTHER_FIELD = re.compile(r"\b(advertiser_id|page_size|item_types|access[_ -]token)\b", re.IGNORECASE)
 _MENTIONS_CODE = re.compile(r"auth[_ ]code", re.IGNORECASE)
 
+# identity/video/info: "The item does not exist or does not belong to this identity.", "Video not found",
+# "post_not_found_for_identity"... A message must name the post and say it is missing or not the identity's; one
+# about the identity alone ("identity_id: ...") names no refusal. Only read for that endpoint.
+_NAMES_THE_POST = re.compile(r"\b(?:posts?|items?|item_ids?|videos?)\b", re.IGNORECASE)
+_NOT_THERE = re.compile(
+    r"\b(?:not[ _](?:exist|found|belong)|(?:doesn't|does not|don't|do not) (?:exist|belong)|no longer exists?)",
+    re.IGNORECASE,
+)
+
 _REDACTED = "[redacted]"
 
 
@@ -108,18 +128,29 @@ def _refusal_from_message(message: str) -> TikTokRefusal | None:
     return None
 
 
+def _own_post_refusal(code: int, message: str) -> TikTokRefusal | None:
+    if code == _OBJECT_NOT_FOUND:
+        return TikTokRefusal.post_not_found_for_identity
+    if TikTokRefusal.post_not_found_for_identity.value in message.lower():
+        return TikTokRefusal.post_not_found_for_identity
+    if _NAMES_THE_POST.search(message) and _NOT_THERE.search(message):
+        return TikTokRefusal.post_not_found_for_identity
+    return None
+
+
 def classify_error(
     code: int,
     message: str,
     *,
     request_id: str | None,
     http_status: int | None,
-    about_code: bool = True,
+    about: About = About.auth_code,
 ) -> TikTokError:
     """The taxonomy's error for TikTok's non-zero `code` (tiktok-business-api.md section 5).
 
-    `about_code` says whether the request carried a creator's code (info, authorize); only then can a
-    rejection name a `TikTokRefusal`.
+    `about` says what the request asked about, and so which refusals a rejection may name: those of a creator's
+    code and its post (info, authorize), `post_not_found_for_identity` (identity/video/info), or none (list,
+    unbind). By code first, then by message.
     """
     context: dict[str, Any] = {"code": code, "request_id": request_id, "http_status": http_status}
     if code in _RATE_LIMITED_CODES:
@@ -131,10 +162,12 @@ def classify_error(
     if code in _PERMISSION_CODES:
         return TikTokPermissionDenied(message, **context)
     refusal: TikTokRefusal | None = None
-    if about_code:
+    if about is About.auth_code:
         refusal = _REFUSAL_BY_CODE.get(code) or _refusal_from_message(message)
         if refusal is None and code == _OBJECT_NOT_FOUND:
             refusal = TikTokRefusal.auth_code_not_found
+    elif about is About.own_post:
+        refusal = _own_post_refusal(code, message)
     return TikTokRequestRejected(message, refusal=refusal, **context)
 
 
@@ -146,7 +179,7 @@ def _scrub(message: str, secrets: tuple[str, ...]) -> str:
     return message
 
 
-def read_envelope(response: httpx.Response, *, secrets: tuple[str, ...], about_code: bool) -> JsonObject:
+def read_envelope(response: httpx.Response, *, secrets: tuple[str, ...], about: About) -> JsonObject:
     """The envelope's `data` on success; otherwise raises the taxonomy's error for the answer."""
     status = response.status_code
     envelope: JsonObject | None = None
@@ -177,14 +210,14 @@ def read_envelope(response: httpx.Response, *, secrets: tuple[str, ...], about_c
         )
     if not 200 <= status < 300:
         if envelope is not None and code != 0:
-            raise classify_error(code, message, request_id=request_id, http_status=status, about_code=about_code)
+            raise classify_error(code, message, request_id=request_id, http_status=status, about=about)
         # The request never reached the API logic (a missing trailing slash gives 404): nothing to classify.
         raise TikTokRequestRejected(f"TikTok answered HTTP {status}", http_status=status, request_id=request_id)
 
     if envelope is None:
         raise TikTokBadResponse("the body is not TikTok's envelope (JSON object with an int code)", http_status=status)
     if code != 0:
-        raise classify_error(code, message, request_id=request_id, http_status=status, about_code=about_code)
+        raise classify_error(code, message, request_id=request_id, http_status=status, about=about)
     data = envelope.get("data")
     if not isinstance(data, dict):
         raise TikTokBadResponse("success without a data object", code=code, request_id=request_id, http_status=status)

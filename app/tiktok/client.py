@@ -20,7 +20,7 @@ import httpx
 import stamina
 import structlog
 
-from app.tiktok.classify import read_envelope
+from app.tiktok.classify import About, read_envelope
 from app.tiktok.errors import (
     NOTHING_DONE,
     TikTokBadResponse,
@@ -31,8 +31,8 @@ from app.tiktok.errors import (
     TikTokTransientError,
     TikTokUnavailable,
 )
-from app.tiktok.models import ItemType, PostInfo, PostPage
-from app.tiktok.parse import JsonObject, parse_page, parse_post
+from app.tiktok.models import IdentityType, ItemType, PostInfo, PostPage
+from app.tiktok.parse import JsonObject, parse_identity_post, parse_page, parse_post
 
 __all__ = ["TikTokClient"]
 
@@ -44,6 +44,7 @@ _PATH_INFO = "tt_video/info/"
 _PATH_AUTHORIZE = "tt_video/authorize/"
 _PATH_LIST = "tt_video/list/"
 _PATH_UNBIND = "tt_video/unbind/"
+_PATH_IDENTITY_VIDEO_INFO = "identity/video/info/"
 
 _MAX_PAGE_SIZE = 50  # tt_video/list's largest page
 
@@ -86,7 +87,7 @@ class TikTokClient:
             access_token=access_token,
             params={"advertiser_id": advertiser_id, "auth_code": auth_code},
             secrets=(auth_code,),
-            about_code=True,
+            about=About.auth_code,
             parse=parse_post,
         )
 
@@ -111,7 +112,7 @@ class TikTokClient:
             access_token=access_token,
             json_body=body,
             secrets=secrets,
-            about_code=True,
+            about=About.auth_code,
             parse=_ignore_data,
             # Not confirmed idempotent: tried again only when TikTok surely did nothing with the first attempt.
             # A timeout or a system error may come after the code was applied; the caller settles those by
@@ -149,7 +150,7 @@ class TikTokClient:
             access_token=access_token,
             params=params,
             secrets=(),
-            about_code=False,
+            about=About.nothing_refusable,
             parse=parse,
         )
 
@@ -185,8 +186,49 @@ class TikTokClient:
             access_token=access_token,
             json_body={"advertiser_id": advertiser_id, "item_id": item_id},
             secrets=(),
-            about_code=False,
+            about=About.nothing_refusable,
             parse=_ignore_data,
+        )
+
+    async def own_post_info(
+        self,
+        *,
+        advertiser_id: str,
+        access_token: str,
+        identity_type: IdentityType | str,
+        identity_id: str,
+        item_id: str,
+        identity_authorized_bc_id: str | None = None,
+    ) -> PostInfo:
+        """One post of one of the ad account's identities, as TikTok describes it (`GET identity/video/info/`).
+
+        For the brand's own posts (D1: `TT_USER`, or `BC_AUTH_TT` with the Business Center's id), which need no
+        code. The post's identity is the one asked about (the answer does not say); there is a window only for an
+        `AUTH_CODE` identity. A post that is not that identity's (or does not exist) is `TikTokRequestRejected`
+        with `refusal` `post_not_found_for_identity`. A read: retried like the others. `identity_type` must be
+        one of `IdentityType`'s values (ValueError otherwise, before TikTok is asked).
+        """
+        kind = IdentityType(identity_type)
+        params: dict[str, str] = {
+            "advertiser_id": advertiser_id,
+            "identity_type": kind.value,
+            "identity_id": identity_id,
+            "item_id": item_id,
+        }
+        if identity_authorized_bc_id is not None:
+            params["identity_authorized_bc_id"] = identity_authorized_bc_id
+
+        def parse(data: JsonObject) -> PostInfo:
+            return parse_identity_post(data, item_id=item_id, identity_id=identity_id, identity_type=kind.value)
+
+        return await self._call(
+            "GET",
+            _PATH_IDENTITY_VIDEO_INFO,
+            access_token=access_token,
+            params=params,
+            secrets=(),
+            about=About.own_post,
+            parse=parse,
         )
 
     async def _call(
@@ -198,7 +240,7 @@ class TikTokClient:
         params: Mapping[str, str] | None = None,
         json_body: JsonObject | None = None,
         secrets: tuple[str, ...],
-        about_code: bool,
+        about: About,
         parse: Callable[[JsonObject], T],
         retry_on: tuple[type[TikTokError], ...] = (TikTokTransientError,),
     ) -> T:
@@ -213,7 +255,7 @@ class TikTokClient:
                 params=params,
                 json_body=json_body,
                 secrets=secrets,
-                about_code=about_code,
+                about=about,
             )
             # Parsed inside the attempt: data TikTok sent in the wrong shape is as retryable as a bad body.
             return parse(data)
@@ -255,7 +297,7 @@ class TikTokClient:
         params: Mapping[str, str] | None,
         json_body: JsonObject | None,
         secrets: tuple[str, ...],
-        about_code: bool,
+        about: About,
     ) -> JsonObject:
         """One HTTP request; returns the envelope's `data` or raises the taxonomy's error."""
         try:
@@ -276,7 +318,7 @@ class TikTokClient:
             raise TikTokUnavailable(f"could not reach TikTok ({type(exc).__name__})") from None
         except httpx.DecodingError as exc:
             raise TikTokBadResponse(f"the body could not be decoded ({type(exc).__name__})") from None
-        return read_envelope(response, secrets=secrets, about_code=about_code)
+        return read_envelope(response, secrets=secrets, about=about)
 
 
 def _ignore_data(_data: JsonObject) -> None:

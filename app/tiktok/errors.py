@@ -33,6 +33,10 @@ class TikTokRefusal(StrEnum):
     # `authorize` of a post already authorized to this ad account. Unconfirmed whether TikTok ever answers so
     # (whether `authorize` is idempotent is not documented): recognised from the message when it does.
     already_authorized = "already_authorized"
+    # `identity/video/info`: the post is not one of that identity's (or the identity, or its Business Center, is
+    # not the post's), or does not exist at all. Ads Manager has no name for it, so this is the adapter's; TikTok's
+    # code is unconfirmed (40007 likely). Named only for that endpoint, never for a creator's code.
+    post_not_found_for_identity = "post_not_found_for_identity"
 
 
 class TikTokError(Exception):

@@ -12,6 +12,14 @@ class ItemType(StrEnum):
     carousel = "CAROUSEL"
 
 
+class IdentityType(StrEnum):
+    """Whose post a Spark Ad runs (D1): the ad account's own TikTok account, or a creator's content by code."""
+
+    tt_user = "TT_USER"  # the brand's own TikTok account, linked to the ad account
+    bc_auth_tt = "BC_AUTH_TT"  # the brand's own TikTok account, through a Business Center (needs its id)
+    auth_code = "AUTH_CODE"  # a creator's post, authorized by the creator's code
+
+
 class PostStatus(StrEnum):
     """A post's status, TikTok's prefixed spellings folded into one (tiktok-business-api.md section 4)."""
 
@@ -40,7 +48,8 @@ class PostStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PostInfo:
-    """One post as TikTok describes it for a code (`tt_video/info`) or an ad account (`tt_video/list`)."""
+    """One post as TikTok describes it for a code (`tt_video/info`), an ad account (`tt_video/list`) or one of
+    the ad account's identities (`identity/video/info`, which says nothing of the window but for `AUTH_CODE`)."""
 
     item_id: str
     item_type: ItemType

@@ -18,7 +18,7 @@ from typing import Any
 from app.tiktok.errors import TikTokBadResponse
 from app.tiktok.models import ItemType, PostInfo, PostPage, PostStatus
 
-__all__ = ["JsonObject", "parse_page", "parse_post", "storable_text"]
+__all__ = ["JsonObject", "parse_identity_post", "parse_page", "parse_post", "storable_text"]
 
 JsonObject = dict[str, Any]
 
@@ -67,15 +67,60 @@ def _parse_time(value: object, field: str) -> datetime | None:
 
 def parse_post(data: JsonObject) -> PostInfo:
     """One post, from `tt_video/info` data or one entry of `tt_video/list`."""
-    item = _object(data.get("item_info"))
     user = _object(data.get("user_info"))
-    auth = _object(data.get("auth_info"))
-    raw_video = data.get("video_info")
+    return _post(
+        _object(data.get("item_info")),
+        where="item_info",
+        raw_video=data.get("video_info"),
+        auth=_object(data.get("auth_info")),
+        identity_id=_text(user.get("identity_id")),
+        identity_type=_text(user.get("identity_type")),
+        tiktok_name=_text(user.get("tiktok_name")),
+    )
+
+
+def parse_identity_post(data: JsonObject, *, item_id: str, identity_id: str, identity_type: str) -> PostInfo:
+    """The post asked for, from `identity/video/info` data (`data.video_detail`).
+
+    The detail has the post's fields at its top level and says nothing of whose post it is: the identity is the
+    one asked about. `auth_info` comes only for `AUTH_CODE` identities (and may come empty): without it there is
+    no window. A detail about another post than the one asked for is a bad response, not that post.
+    """
+    detail = data.get("video_detail")
+    if not isinstance(detail, dict):
+        raise TikTokBadResponse("data.video_detail is not an object")
+    # TikTok documents no user_info here; should one come, the name is worth having, and nothing else of it is.
+    user = _object(detail.get("user_info"))
+    post = _post(
+        detail,
+        where="video_detail",
+        raw_video=detail.get("video_info"),
+        auth=_object(detail.get("auth_info")),
+        identity_id=identity_id,
+        identity_type=identity_type,
+        tiktok_name=_text(user.get("tiktok_name")),
+    )
+    if post.item_id != item_id:
+        raise TikTokBadResponse("video_detail.item_id is not the item_id asked for")
+    return post
+
+
+def _post(
+    item: JsonObject,
+    *,
+    where: str,
+    raw_video: object,
+    auth: JsonObject,
+    identity_id: str | None,
+    identity_type: str | None,
+    tiktok_name: str | None,
+) -> PostInfo:
+    """A PostInfo from the object holding the post's own fields (`item_info`, or `video_detail`)."""
     video = _object(raw_video)
 
     item_id = _text(item.get("item_id"))
     if not item_id:
-        raise TikTokBadResponse("item_info.item_id is missing")
+        raise TikTokBadResponse(f"{where}.item_id is missing")
 
     raw_type = item.get("item_type")
     if raw_type is None:
@@ -85,7 +130,7 @@ def parse_post(data: JsonObject) -> PostInfo:
         try:
             item_type = ItemType(str(raw_type).upper())
         except ValueError:
-            raise TikTokBadResponse(f"item_info.item_type {raw_type!r} is not VIDEO or CAROUSEL") from None
+            raise TikTokBadResponse(f"{where}.item_type {raw_type!r} is not VIDEO or CAROUSEL") from None
 
     duration = video.get("duration")
     duration_seconds: float | None = None
@@ -103,9 +148,9 @@ def parse_post(data: JsonObject) -> PostInfo:
         caption=_text(item.get("text")),
         status=PostStatus.parse(raw_status),
         raw_status=raw_status,
-        identity_id=_text(user.get("identity_id")),
-        identity_type=_text(user.get("identity_type")),
-        tiktok_name=_text(user.get("tiktok_name")),
+        identity_id=identity_id,
+        identity_type=identity_type,
+        tiktok_name=tiktok_name,
         duration_seconds=duration_seconds,
         ad_auth_status=_text(auth.get("ad_auth_status")),
         auth_start_at=_parse_time(auth.get("auth_start_time"), "auth_info.auth_start_time"),

@@ -10,7 +10,7 @@ import argparse
 import uvicorn
 
 from dev.sandbox.app import create_sandbox_app
-from dev.sandbox.seed import DEMO_CODES
+from dev.sandbox.seed import DEMO_CODES, OWN_VIDEO_ITEM_ID, own_post
 
 # The few codes worth showing at start-up; the README lists them all.
 _SHOWN = (
@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> None:
     for demo in DEMO_CODES:
         if demo.code in _SHOWN:
             print(f"  {demo.code:<28} {demo.description}")
+    shown = own_post(OWN_VIDEO_ITEM_ID)
+    print("An own post (no code; identity/video/info/, the README lists them all):")
+    print(
+        f"  identity_type={shown.identity.identity_type} identity_id={shown.identity.identity_id} "
+        f"item_id={shown.item_id}: {shown.description}"
+    )
     # access_log off: uvicorn's access log prints the query string, which holds the creator's code.
     uvicorn.run(create_sandbox_app(slow_seconds=args.slow_seconds), host=args.host, port=args.port, access_log=False)
 

@@ -2,6 +2,13 @@
 
 It exists so that the service, its tests and a developer's laptop can go through every situation in
 `seed.DEMO_CODES` (valid windows, expired codes, banned posts, Duets, rate limits, outages) without TikTok.
+
+`identity/video/info/` describes one post (`item_id`; the plural `item_ids` is not served) of one identity:
+the brand's own posts of `seed.OWN_POSTS` (D1: `TT_USER`, and `BC_AUTH_TT` with its Business Center's id), and
+for `AUTH_CODE` a creator's post bound to that advertiser, with its window in `auth_info`. Anything else (an
+unknown item, another identity's, the right item with the wrong identity or Business Center) answers 40007
+"The item does not exist or does not belong to this identity." (TikTok's code for it is unconfirmed; 40007 is
+the likely one). Like TikTok's, the answer carries no name for the identity.
 Where TikTok's behaviour is unconfirmed the sandbox picks one answer, the one the reference calls most likely:
 problems with a code or post come back as 40002/40007 with Ads Manager's error name in the message. Where the
 likely answer would spare the service a case TikTok may still present, a seeded code presents it: `authorize` is
@@ -29,11 +36,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from dev.sandbox.seed import CODES_BY_TEXT, Behaviour, DemoCode, DemoPost
+from dev.sandbox.seed import CODES_BY_TEXT, OWN_POSTS_BY_ITEM_ID, Behaviour, DemoCode, DemoPost
 
 __all__ = [
     "API_PREFIX",
     "FORBIDDEN_ADVERTISER_ID",
+    "IDENTITY_VIDEO_INFO_PATH",
+    "POST_NOT_UNDER_IDENTITY",
     "Sandbox",
     "create_sandbox_app",
 ]
@@ -41,6 +50,9 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 API_PREFIX = "/open_api/v1.3/tt_video"
+IDENTITY_VIDEO_INFO_PATH = "/open_api/v1.3/identity/video/info/"
+IDENTITY_TYPES = ("TT_USER", "BC_AUTH_TT", "AUTH_CODE")
+POST_NOT_UNDER_IDENTITY = "The item does not exist or does not belong to this identity."
 FORBIDDEN_ADVERTISER_ID = "4030000000000000000"  # answers 40300, advertiser does not exist
 EXPIRED_TOKEN = "expired-token"
 INVALID_TOKEN = "invalid-token"
@@ -179,6 +191,45 @@ class Sandbox:
             raise _ApiError(40007, "The post does not exist or is not authorized to this advertiser.")
         return {}
 
+    async def identity_video_info(self, request: Request) -> JsonObject:
+        _check_token(request)
+        query = request.query_params
+        advertiser_id = _advertiser_id(query.get("advertiser_id"))
+        identity_type = _required_text(query.get("identity_type"), "identity_type")
+        if identity_type not in IDENTITY_TYPES:
+            raise _invalid(f"identity_type: Must be one of {', '.join(IDENTITY_TYPES)}.")
+        identity_id = _required_text(query.get("identity_id"), "identity_id")
+        bc_id = query.get("identity_authorized_bc_id") or None
+        if identity_type == "BC_AUTH_TT" and bc_id is None:
+            raise _invalid("identity_authorized_bc_id: Required when identity_type is BC_AUTH_TT.")
+        item_id = _required_text(query.get("item_id"), "item_id")
+
+        if identity_type == "AUTH_CODE":
+            binding = self.bindings.get(advertiser_id, {}).get(item_id)
+            post = binding.demo.post if binding is not None else None
+            if binding is not None and post is not None and post.creator.identity_id == identity_id:
+                start, end = self._window(binding.demo)
+                auth = {
+                    "ad_auth_status": self._auth_status(binding.demo),
+                    "auth_start_time": _format_time(start, iso=True),
+                    "auth_end_time": _format_time(end, iso=True),
+                    "invite_start_time": _format_time(start, iso=True),
+                }
+                detail = _video_detail(post.item_id, post.item_type, post.text, post.status, post.duration, auth)
+                return {"video_detail": detail}
+        else:
+            own = OWN_POSTS_BY_ITEM_ID.get(item_id)
+            if (
+                own is not None
+                and own.identity.identity_type == identity_type
+                and own.identity.identity_id == identity_id
+                # Asked of TT_USER, a Business Center id is not needed, and not looked at.
+                and (identity_type != "BC_AUTH_TT" or own.identity.identity_authorized_bc_id == bc_id)
+            ):
+                detail = _video_detail(own.item_id, own.item_type, own.text, own.status, own.duration, None)
+                return {"video_detail": detail}
+        raise _ApiError(40007, POST_NOT_UNDER_IDENTITY)
+
     # -- codes and posts
 
     async def _resolve(self, code: str, *, endpoint: str) -> DemoCode:
@@ -255,19 +306,7 @@ class Sandbox:
 
     def _describe(self, demo: DemoCode, post: DemoPost) -> JsonObject:
         start, end = self._window(demo)
-        video: JsonObject | None = None
-        if post.item_type == "VIDEO":
-            video = {
-                "duration": post.duration,
-                "width": 720,
-                "height": 1280,
-                "size": 13861358,
-                "bit_rate": 8191081,
-                # Signed CDN links that expire within the hour at TikTok; the service must not keep them.
-                "poster_url": f"https://p16-sign.sandbox.invalid/obj/{post.item_id}.jpeg?x-expires=3600",
-                "preview_url": f"https://v16-sign.sandbox.invalid/video/{post.item_id}.mp4?x-expires=3600",
-                "signature": secrets.token_hex(8),
-            }
+        video = _video_info(post.item_id, post.duration) if post.item_type == "VIDEO" else None
         return {
             "item_info": {
                 "item_id": post.item_id,
@@ -297,6 +336,51 @@ class Sandbox:
     def request_id(self) -> str:
         # TikTok's look: a UTC timestamp followed by random hex.
         return self.clock().astimezone(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(9).upper()
+
+
+def _video_info(item_id: str, duration: float | None) -> JsonObject:
+    return {
+        "duration": duration,
+        "width": 720,
+        "height": 1280,
+        "size": 13861358,
+        "bit_rate": 8191081,
+        # Signed CDN links that expire within the hour at TikTok; the service must not keep them.
+        "poster_url": f"https://p16-sign.sandbox.invalid/obj/{item_id}.jpeg?x-expires=3600",
+        "preview_url": f"https://v16-sign.sandbox.invalid/video/{item_id}.mp4?x-expires=3600",
+        "signature": secrets.token_hex(8),
+    }
+
+
+def _video_detail(
+    item_id: str, item_type: str, text: str, status: str, duration: float | None, auth: JsonObject | None
+) -> JsonObject:
+    """One post as `identity/video/info` describes it: the post's fields at the top level, no user_info, and
+    auth_info only for AUTH_CODE identities."""
+    carousel: JsonObject | None = None
+    if item_type == "CAROUSEL":
+        # Signed links too; the client reads none of it.
+        carousel = {
+            "image_info": [
+                {
+                    "image_url": f"https://p16-sign.sandbox.invalid/obj/{item_id}-{n}.jpeg?x-expires=3600",
+                    "image_width": 1080,
+                    "image_height": 1440,
+                }
+                for n in (1, 2, 3)
+            ]
+        }
+    detail: JsonObject = {
+        "item_id": item_id,
+        "item_type": item_type,
+        "status": status,
+        "text": text,
+        "video_info": _video_info(item_id, duration) if item_type == "VIDEO" else None,
+        "carousel_info": carousel,
+    }
+    if auth is not None:
+        detail["auth_info"] = auth
+    return detail
 
 
 # -- request parsing
@@ -408,6 +492,7 @@ def create_sandbox_app(*, slow_seconds: float = 30.0, now: Callable[[], datetime
         Route(f"{API_PREFIX}/authorize/", _endpoint(sandbox, sandbox.authorize), methods=["POST"]),
         Route(f"{API_PREFIX}/list/", _endpoint(sandbox, sandbox.list_posts), methods=["GET"]),
         Route(f"{API_PREFIX}/unbind/", _endpoint(sandbox, sandbox.unbind), methods=["POST"]),
+        Route(IDENTITY_VIDEO_INFO_PATH, _endpoint(sandbox, sandbox.identity_video_info), methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     # TikTok answers a path without its trailing slash with a plain 404, not a redirect.

@@ -1,8 +1,9 @@
-"""The sandbox's demo codes: one per situation the service must handle, with stable post ids.
+"""The sandbox's demo codes: one per situation the service must handle, with stable post ids; and the brand's own
+posts (`OWN_POSTS`), which need no code (D1) and are read with `identity/video/info`.
 
 Codes follow the shape of real ones (a leading `#`, then base64-like text with `+`, `/` and `=`) so that every
-demo exercises URL encoding; the part after `#SBX+` says what the code is for. Item ids are hard-coded so
-that they are the same on every run and in every test.
+demo exercises URL encoding; the part after `#SBX+` says what the code is for. Item ids and identity ids are
+hard-coded so that they are the same on every run and in every test.
 """
 
 from __future__ import annotations
@@ -331,3 +332,107 @@ CODES_BY_TEXT: dict[str, DemoCode] = {demo.code: demo for demo in DEMO_CODES}
 def demo_code(code: str) -> DemoCode:
     """The seeded code with that text; KeyError for anything else (tests name codes that must exist)."""
     return CODES_BY_TEXT[code]
+
+
+# -- The brand's own posts (D1): no code, read by identity and item id with `identity/video/info`.
+
+
+@dataclass(frozen=True, slots=True)
+class OwnIdentity:
+    """One of the ad account's own identities. TikTok documents no name for it in `identity/video/info`."""
+
+    identity_type: str  # TT_USER or BC_AUTH_TT
+    identity_id: str
+    identity_authorized_bc_id: str | None = None  # the Business Center's id, for BC_AUTH_TT
+
+
+@dataclass(frozen=True, slots=True)
+class OwnPost:
+    """A post of an own identity as `identity/video/info` describes it; statuses are TikTok's raw spellings."""
+
+    item_id: str
+    description: str
+    identity: OwnIdentity
+    text: str
+    item_type: str = "VIDEO"
+    status: str = "ITEM_STATUS_HESITATE_RECOMMEND"
+    duration: float | None = 21.5  # None for carousels
+
+
+OWN_TT_USER_IDENTITY_ID = "7302000000000000001"
+OWN_BC_IDENTITY_ID = "7302000000000000002"
+OWN_BC_ID = "7303000000000000001"  # the Business Center through which OWN_BC_IDENTITY_ID is authorized
+
+OWN_TT_USER = OwnIdentity("TT_USER", OWN_TT_USER_IDENTITY_ID)
+OWN_BC_AUTH_TT = OwnIdentity("BC_AUTH_TT", OWN_BC_IDENTITY_ID, identity_authorized_bc_id=OWN_BC_ID)
+
+OWN_VIDEO_ITEM_ID = "7380112233445567001"
+OWN_VIDEO_B_ITEM_ID = "7380112233445567002"
+OWN_PRIVATE_ITEM_ID = "7380112233445567003"
+OWN_CAROUSEL_ITEM_ID = "7380112233445567004"
+OWN_DELETED_ITEM_ID = "7380112233445567005"
+OWN_BANNED_ITEM_ID = "7380112233445567006"
+OWN_BC_VIDEO_ITEM_ID = "7380112233445567101"
+
+OWN_POSTS: tuple[OwnPost, ...] = (
+    OwnPost(
+        OWN_VIDEO_ITEM_ID,
+        "public video (ITEM_STATUS_HESITATE_RECOMMEND), 24.0 s",
+        OWN_TT_USER,
+        "Our spring collection, in one take",
+        duration=24.0,
+    ),
+    OwnPost(
+        OWN_VIDEO_B_ITEM_ID,
+        "a second public video, 58.5 s",
+        OWN_TT_USER,
+        "How our trail shoes are made",
+        duration=58.5,
+    ),
+    OwnPost(
+        OWN_PRIVATE_ITEM_ID,
+        "video that only the account can see (ITEM_STATUS_ONLY_AUTHOR_SEE)",
+        OWN_TT_USER,
+        "Draft: summer teaser",
+        status="ITEM_STATUS_ONLY_AUTHOR_SEE",
+        duration=15.0,
+    ),
+    OwnPost(
+        OWN_CAROUSEL_ITEM_ID,
+        "public photo carousel (item_type CAROUSEL, video_info null)",
+        OWN_TT_USER,
+        "Five looks for the weekend",
+        item_type="CAROUSEL",
+        duration=None,
+    ),
+    OwnPost(
+        OWN_DELETED_ITEM_ID,
+        "video the account deleted (ITEM_STATUS_USER_DELETE)",
+        OWN_TT_USER,
+        "Old promo, since deleted",
+        status="ITEM_STATUS_USER_DELETE",
+        duration=12.0,
+    ),
+    OwnPost(
+        OWN_BANNED_ITEM_ID,
+        "video removed by moderation (ITEM_STATUS_AUDIT_DELETE)",
+        OWN_TT_USER,
+        "Giveaway (removed)",
+        status="ITEM_STATUS_AUDIT_DELETE",
+        duration=18.0,
+    ),
+    OwnPost(
+        OWN_BC_VIDEO_ITEM_ID,
+        "public video of the account authorized through a Business Center, 33.0 s",
+        OWN_BC_AUTH_TT,
+        "Store opening, live from the floor",
+        duration=33.0,
+    ),
+)
+
+OWN_POSTS_BY_ITEM_ID: dict[str, OwnPost] = {post.item_id: post for post in OWN_POSTS}
+
+
+def own_post(item_id: str) -> OwnPost:
+    """The seeded own post with that item id; KeyError for anything else (tests name posts that must exist)."""
+    return OWN_POSTS_BY_ITEM_ID[item_id]

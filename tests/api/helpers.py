@@ -21,7 +21,7 @@ async def dump_database(db: AsyncEngine) -> str:
     """Every row of every table as text: what someone with a copy of the database would see."""
     async with db.connect() as connection:
         parts = []
-        for table in ("advertisers", "authorizations", "api_keys"):
+        for table in ("advertisers", "authorizations", "ads", "identity_usage", "api_keys"):
             rows = await connection.execute(text(f"SELECT t::text FROM {table} t"))  # noqa: S608
             parts.extend(rows.scalars().all())
     return "\n".join(parts)

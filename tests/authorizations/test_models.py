@@ -48,6 +48,7 @@ class TestStatusRule:
                         auth_code_fingerprint=uuid.uuid4().bytes * 2,
                         state=state.value,
                         auth_end_at=end,
+                        unauthorized_at=NOW if state is AuthorizationState.unauthorized else None,
                     )
                 )
             await session.flush()

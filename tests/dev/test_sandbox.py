@@ -22,16 +22,30 @@ from app.tiktok.errors import (
     TikTokTimeout,
     TikTokUnavailable,
 )
-from app.tiktok.models import ItemType, PostInfo, PostStatus
-from dev.sandbox import DEMO_CODES, create_sandbox_app
+from app.tiktok.models import IdentityType, ItemType, PostInfo, PostStatus
+from dev.sandbox import DEMO_CODES, OWN_POSTS, OwnPost, create_sandbox_app
+from dev.sandbox.app import IDENTITY_VIDEO_INFO_PATH, POST_NOT_UNDER_IDENTITY
 from dev.sandbox.seed import (
     DUET_ITEM_ID,
     DUET_ORIGINAL_ITEM_ID,
+    OWN_BANNED_ITEM_ID,
+    OWN_BC_AUTH_TT,
+    OWN_BC_ID,
+    OWN_BC_IDENTITY_ID,
+    OWN_BC_VIDEO_ITEM_ID,
+    OWN_CAROUSEL_ITEM_ID,
+    OWN_DELETED_ITEM_ID,
+    OWN_PRIVATE_ITEM_ID,
+    OWN_TT_USER,
+    OWN_TT_USER_IDENTITY_ID,
+    OWN_VIDEO_B_ITEM_ID,
+    OWN_VIDEO_ITEM_ID,
     REFUSED_TWICE_ITEM_ID,
     STITCH_ORIGINAL_ITEM_ID,
     TIMES_OUT_ITEM_ID,
     VIDEO_30D_ITEM_ID,
     demo_code,
+    own_post,
 )
 from tests.tiktok.conftest import (
     ACCESS_TOKEN,
@@ -622,3 +636,269 @@ class TestSandboxLogs:
         logged = repr(events)
         for secret in ("#SBX", "%23SBX", ACCESS_TOKEN):
             assert secret not in logged
+
+
+IDENTITY_VIDEO_INFO = f"http://127.0.0.1:8001{IDENTITY_VIDEO_INFO_PATH}"
+
+
+async def own_info(
+    tiktok: TikTokClient,
+    item_id: str,
+    *,
+    identity_type: str,
+    identity_id: str,
+    bc_id: str | None = None,
+    token: str = ACCESS_TOKEN,
+    advertiser: str = ADVERTISER_ID,
+) -> PostInfo:
+    return await tiktok.own_post_info(
+        advertiser_id=advertiser,
+        access_token=token,
+        identity_type=identity_type,
+        identity_id=identity_id,
+        item_id=item_id,
+        identity_authorized_bc_id=bc_id,
+    )
+
+
+async def seeded_own_info(tiktok: TikTokClient, post: OwnPost) -> PostInfo:
+    identity = post.identity
+    return await own_info(
+        tiktok,
+        post.item_id,
+        identity_type=identity.identity_type,
+        identity_id=identity.identity_id,
+        bc_id=identity.identity_authorized_bc_id,
+    )
+
+
+def own_params(post: OwnPost) -> dict[str, str]:
+    params = {
+        "advertiser_id": ADVERTISER_ID,
+        "identity_type": post.identity.identity_type,
+        "identity_id": post.identity.identity_id,
+        "item_id": post.item_id,
+    }
+    if post.identity.identity_authorized_bc_id is not None:
+        params["identity_authorized_bc_id"] = post.identity.identity_authorized_bc_id
+    return params
+
+
+class TestOwnPostSeed:
+    """The brand's own posts (D1): stable ids, apart from the creators' posts and identities."""
+
+    def test_item_ids_are_stable_unique_19_digit_strings_apart_from_the_codes_posts(self) -> None:
+        own_ids = [post.item_id for post in OWN_POSTS]
+        code_ids = {demo.post.item_id for demo in DEMO_CODES if demo.post is not None}
+        assert len(own_ids) == len(set(own_ids))
+        assert all(item_id.isdigit() and len(item_id) == 19 for item_id in own_ids)
+        assert not set(own_ids) & code_ids
+
+    def test_identities_are_own_ones_apart_from_the_creators(self) -> None:
+        creators = {demo.post.creator.identity_id for demo in DEMO_CODES if demo.post is not None}
+        for post in OWN_POSTS:
+            identity = post.identity
+            assert identity.identity_type in ("TT_USER", "BC_AUTH_TT")
+            assert identity.identity_id.isdigit() and len(identity.identity_id) == 19
+            assert identity.identity_id not in creators
+            assert (identity.identity_type == "BC_AUTH_TT") == (identity.identity_authorized_bc_id is not None)
+        assert OWN_TT_USER.identity_id == OWN_TT_USER_IDENTITY_ID
+        assert (OWN_BC_AUTH_TT.identity_id, OWN_BC_AUTH_TT.identity_authorized_bc_id) == (OWN_BC_IDENTITY_ID, OWN_BC_ID)
+
+    def test_the_seeded_situations(self) -> None:
+        def kinds(identity: object) -> list[tuple[str, str]]:
+            return [(post.item_type, post.status) for post in OWN_POSTS if post.identity == identity]
+
+        assert sorted(kinds(OWN_TT_USER)) == sorted(
+            [
+                ("VIDEO", "ITEM_STATUS_HESITATE_RECOMMEND"),
+                ("VIDEO", "ITEM_STATUS_HESITATE_RECOMMEND"),
+                ("VIDEO", "ITEM_STATUS_ONLY_AUTHOR_SEE"),
+                ("CAROUSEL", "ITEM_STATUS_HESITATE_RECOMMEND"),
+                ("VIDEO", "ITEM_STATUS_USER_DELETE"),
+                ("VIDEO", "ITEM_STATUS_AUDIT_DELETE"),
+            ]
+        )
+        assert kinds(OWN_BC_AUTH_TT) == [("VIDEO", "ITEM_STATUS_HESITATE_RECOMMEND")]
+        assert all(post.description for post in OWN_POSTS)
+
+
+class TestIdentityVideoInfo:
+    """`identity/video/info/` through the real client: each own post is answered for its identity, and anything
+    else is 40007, which the client reads as post_not_found_for_identity."""
+
+    @pytest.mark.parametrize("post", OWN_POSTS, ids=[post.item_id for post in OWN_POSTS])
+    async def test_each_own_post_is_answered_for_its_identity(self, tiktok: TikTokClient, post: OwnPost) -> None:
+        info = await seeded_own_info(tiktok, post)
+        assert info.item_id == post.item_id
+        assert info.item_type is ItemType(post.item_type)
+        assert info.caption == post.text
+        assert info.raw_status == post.status
+        assert info.status is PostStatus.parse(post.status)
+        assert (info.identity_type, info.identity_id) == (post.identity.identity_type, post.identity.identity_id)
+        assert info.tiktok_name is None
+        assert info.duration_seconds == post.duration
+        assert (info.ad_auth_status, info.auth_start_at, info.auth_end_at) == (None, None, None)
+
+    @pytest.mark.parametrize(
+        ("item_id", "status", "item_type"),
+        [
+            (OWN_VIDEO_ITEM_ID, PostStatus.public, ItemType.video),
+            (OWN_VIDEO_B_ITEM_ID, PostStatus.public, ItemType.video),
+            (OWN_PRIVATE_ITEM_ID, PostStatus.private, ItemType.video),
+            (OWN_CAROUSEL_ITEM_ID, PostStatus.public, ItemType.carousel),
+            (OWN_DELETED_ITEM_ID, PostStatus.deleted, ItemType.video),
+            (OWN_BANNED_ITEM_ID, PostStatus.banned, ItemType.video),
+            (OWN_BC_VIDEO_ITEM_ID, PostStatus.public, ItemType.video),
+        ],
+    )
+    async def test_what_each_seeded_post_is(
+        self, tiktok: TikTokClient, item_id: str, status: PostStatus, item_type: ItemType
+    ) -> None:
+        """D5, D8: described, not refused; refusing is the service's decision."""
+        info = await seeded_own_info(tiktok, own_post(item_id))
+        assert (info.status, info.item_type) == (status, item_type)
+
+    async def test_the_answer_is_a_video_detail_without_window_or_name(self, sandbox_http: httpx.AsyncClient) -> None:
+        headers = {"Access-Token": ACCESS_TOKEN}
+        video = await sandbox_http.get(
+            IDENTITY_VIDEO_INFO, params=own_params(own_post(OWN_VIDEO_ITEM_ID)), headers=headers
+        )
+        carousel = await sandbox_http.get(
+            IDENTITY_VIDEO_INFO, params=own_params(own_post(OWN_CAROUSEL_ITEM_ID)), headers=headers
+        )
+        for response in (video, carousel):
+            body = response.json()
+            assert (response.status_code, body["code"]) == (200, 0)
+            assert set(body["data"]) == {"video_detail"}
+            assert set(body["data"]["video_detail"]) == {
+                "item_id",
+                "item_type",
+                "status",
+                "text",
+                "video_info",
+                "carousel_info",
+            }
+        video_detail = video.json()["data"]["video_detail"]
+        carousel_detail = carousel.json()["data"]["video_detail"]
+        assert video_detail["video_info"]["duration"] == 24.0
+        assert video_detail["carousel_info"] is None
+        assert carousel_detail["video_info"] is None
+        assert carousel_detail["carousel_info"]["image_info"]
+
+    async def test_tt_user_is_answered_with_a_business_center_id_it_does_not_need(self, tiktok: TikTokClient) -> None:
+        info = await own_info(
+            tiktok, OWN_VIDEO_ITEM_ID, identity_type="TT_USER", identity_id=OWN_TT_USER_IDENTITY_ID, bc_id=OWN_BC_ID
+        )
+        assert info.item_id == OWN_VIDEO_ITEM_ID
+
+    @pytest.mark.parametrize(
+        ("item_id", "identity_type", "identity_id", "bc_id"),
+        [
+            pytest.param("7380112233445567999", "TT_USER", OWN_TT_USER_IDENTITY_ID, None, id="unknown-item"),
+            pytest.param(VIDEO_30D_ITEM_ID, "TT_USER", OWN_TT_USER_IDENTITY_ID, None, id="a-creators-post"),
+            pytest.param(OWN_BC_VIDEO_ITEM_ID, "TT_USER", OWN_TT_USER_IDENTITY_ID, None, id="another-identitys"),
+            pytest.param(OWN_VIDEO_ITEM_ID, "TT_USER", OWN_BC_IDENTITY_ID, None, id="wrong-identity-id"),
+            pytest.param(OWN_VIDEO_ITEM_ID, "TT_USER", "7302000000000000999", None, id="unknown-identity"),
+            pytest.param(OWN_VIDEO_ITEM_ID, "BC_AUTH_TT", OWN_TT_USER_IDENTITY_ID, OWN_BC_ID, id="wrong-identity-type"),
+            pytest.param(OWN_BC_VIDEO_ITEM_ID, "BC_AUTH_TT", OWN_BC_IDENTITY_ID, "7303000000000000999", id="wrong-bc"),
+            pytest.param(OWN_BC_VIDEO_ITEM_ID, "TT_USER", OWN_BC_IDENTITY_ID, OWN_BC_ID, id="bc-post-as-tt-user"),
+            pytest.param(OWN_VIDEO_ITEM_ID, "AUTH_CODE", OWN_TT_USER_IDENTITY_ID, None, id="own-post-as-auth-code"),
+        ],
+    )
+    async def test_a_post_not_under_that_identity_is_the_refusal(
+        self, tiktok: TikTokClient, item_id: str, identity_type: str, identity_id: str, bc_id: str | None
+    ) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await own_info(tiktok, item_id, identity_type=identity_type, identity_id=identity_id, bc_id=bc_id)
+        error = caught.value
+        assert (error.code, error.refusal) == (40007, TikTokRefusal.post_not_found_for_identity)
+        assert error.message == POST_NOT_UNDER_IDENTITY
+        assert error.request_id
+
+    @pytest.mark.parametrize("missing", ["advertiser_id", "identity_type", "identity_id", "item_id"])
+    async def test_a_missing_parameter_is_40002(self, sandbox_http: httpx.AsyncClient, missing: str) -> None:
+        params = own_params(own_post(OWN_VIDEO_ITEM_ID))
+        del params[missing]
+        response = await sandbox_http.get(IDENTITY_VIDEO_INFO, params=params, headers={"Access-Token": ACCESS_TOKEN})
+        body = response.json()
+        assert (response.status_code, body["code"]) == (200, 40002)
+        assert missing in body["message"]
+
+    async def test_bc_auth_tt_without_its_business_center_is_40002(self, tiktok: TikTokClient) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await own_info(tiktok, OWN_BC_VIDEO_ITEM_ID, identity_type="BC_AUTH_TT", identity_id=OWN_BC_IDENTITY_ID)
+        assert (caught.value.code, caught.value.refusal) == (40002, None)
+        assert "identity_authorized_bc_id" in caught.value.message
+
+    async def test_an_unknown_identity_type_is_40002(self, sandbox_http: httpx.AsyncClient) -> None:
+        params = own_params(own_post(OWN_VIDEO_ITEM_ID)) | {"identity_type": "TT_USERS"}
+        response = await sandbox_http.get(IDENTITY_VIDEO_INFO, params=params, headers={"Access-Token": ACCESS_TOKEN})
+        assert response.json()["code"] == 40002
+
+    async def test_the_path_without_its_trailing_slash_is_a_plain_404(self, sandbox_http: httpx.AsyncClient) -> None:
+        response = await sandbox_http.get(
+            IDENTITY_VIDEO_INFO.rstrip("/"),
+            params=own_params(own_post(OWN_VIDEO_ITEM_ID)),
+            headers={"Access-Token": ACCESS_TOKEN},
+        )
+        assert response.status_code == 404
+
+    @pytest.mark.parametrize(("token", "code"), [("expired-token", 40102), ("invalid-token", 40105), ("", 40104)])
+    async def test_bad_tokens_are_refused(self, tiktok: TikTokClient, token: str, code: int) -> None:
+        with pytest.raises(TikTokAccessTokenInvalid) as caught:
+            await own_info(
+                tiktok, OWN_VIDEO_ITEM_ID, identity_type="TT_USER", identity_id=OWN_TT_USER_IDENTITY_ID, token=token
+            )
+        assert caught.value.code == code
+
+    async def test_an_advertiser_that_does_not_exist_is_40300(self, tiktok: TikTokClient) -> None:
+        with pytest.raises(TikTokPermissionDenied):
+            await own_info(
+                tiktok,
+                OWN_VIDEO_ITEM_ID,
+                identity_type="TT_USER",
+                identity_id=OWN_TT_USER_IDENTITY_ID,
+                advertiser="4030000000000000000",
+            )
+
+    async def test_auth_code_describes_a_creators_post_bound_to_the_ad_account_with_its_window(
+        self, tiktok: TikTokClient
+    ) -> None:
+        post = demo_code("#SBX+video/30d=").post
+        assert post is not None
+        creator_id = post.creator.identity_id
+        ask = {"identity_type": IdentityType.auth_code, "identity_id": creator_id}
+        with pytest.raises(TikTokRequestRejected) as before:
+            await own_info(tiktok, VIDEO_30D_ITEM_ID, **ask)
+        assert before.value.refusal is TikTokRefusal.post_not_found_for_identity
+
+        await authorize(tiktok, "#SBX+video/30d=")
+        info = await own_info(tiktok, VIDEO_30D_ITEM_ID, **ask)
+        assert (info.item_id, info.identity_type, info.identity_id) == (VIDEO_30D_ITEM_ID, "AUTH_CODE", creator_id)
+        assert info.ad_auth_status == "AUTHORIZED"
+        assert info.auth_start_at == SANDBOX_EPOCH - timedelta(days=1)
+        assert info.auth_end_at == SANDBOX_EPOCH + timedelta(days=29)
+
+        with pytest.raises(TikTokRequestRejected) as other_ad_account:
+            await own_info(tiktok, VIDEO_30D_ITEM_ID, **ask, advertiser=OTHER_ADVERTISER_ID)
+        assert other_ad_account.value.refusal is TikTokRefusal.post_not_found_for_identity
+        with pytest.raises(TikTokRequestRejected) as other_creator:
+            await own_info(tiktok, VIDEO_30D_ITEM_ID, identity_type="AUTH_CODE", identity_id="7301000000000000002")
+        assert other_creator.value.refusal is TikTokRefusal.post_not_found_for_identity
+
+        await tiktok.unbind(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, item_id=VIDEO_30D_ITEM_ID)
+        with pytest.raises(TikTokRequestRejected):
+            await own_info(tiktok, VIDEO_30D_ITEM_ID, **ask)
+
+    async def test_the_sandbox_logs_no_token(self, tiktok: TikTokClient) -> None:
+        with capture_logs() as events:
+            await seeded_own_info(tiktok, own_post(OWN_VIDEO_ITEM_ID))
+            with pytest.raises(TikTokRequestRejected):
+                await own_info(tiktok, OWN_VIDEO_ITEM_ID, identity_type="TT_USER", identity_id=OWN_BC_IDENTITY_ID)
+        sandbox_events = [event for event in events if event["event"] == "sandbox.request"]
+        assert [(event["path"], event["tiktok_code"]) for event in sandbox_events] == [
+            (IDENTITY_VIDEO_INFO_PATH, 0),
+            (IDENTITY_VIDEO_INFO_PATH, 40007),
+        ]
+        assert ACCESS_TOKEN not in repr(events)

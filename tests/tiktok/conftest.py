@@ -62,6 +62,52 @@ def post_data(**item_overrides: Any) -> dict[str, Any]:
     }
 
 
+OWN_ITEM_ID = "7380112233445567001"
+OWN_IDENTITY_ID = "7302000000000000001"
+BC_IDENTITY_ID = "7302000000000000002"
+BC_ID = "7303000000000000001"
+
+
+def identity_post_data(**detail_overrides: Any) -> dict[str, Any]:
+    """`identity/video/info` data for one `item_id` as TikTok documents it: a TT_USER video, no auth_info."""
+    detail: dict[str, Any] = {
+        "item_id": OWN_ITEM_ID,
+        "item_type": "VIDEO",
+        "status": "ITEM_STATUS_HESITATE_RECOMMEND",
+        "text": "Our spring collection, in one take",
+        "video_info": {
+            "duration": 24.0,
+            "width": 720,
+            "height": 1280,
+            "poster_url": "https://p16-sign.example/poster.jpeg?x-expires=1",
+            "signature": "0a1b2c",
+        },
+        "carousel_info": None,
+    }
+    detail.update(detail_overrides)
+    return {"video_detail": detail}
+
+
+async def own_info(
+    client: TikTokClient,
+    item_id: str = OWN_ITEM_ID,
+    *,
+    identity_type: str = "TT_USER",
+    identity_id: str = OWN_IDENTITY_ID,
+    bc_id: str | None = None,
+    advertiser_id: str = ADVERTISER_ID,
+    access_token: str = ACCESS_TOKEN,
+) -> PostInfo:
+    return await client.own_post_info(
+        advertiser_id=advertiser_id,
+        access_token=access_token,
+        identity_type=identity_type,
+        identity_id=identity_id,
+        item_id=item_id,
+        identity_authorized_bc_id=bc_id,
+    )
+
+
 async def info(client: TikTokClient, code: str = CODE) -> PostInfo:
     return await client.post_info(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, auth_code=code)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app.tiktok.classify import classify_error
+from app.tiktok.classify import About, classify_error
 from app.tiktok.errors import (
     TikTokAccessTokenInvalid,
     TikTokBadResponse,
@@ -18,7 +18,20 @@ from app.tiktok.errors import (
     TikTokTimeout,
     TikTokUnavailable,
 )
-from tests.tiktok.conftest import ACCESS_TOKEN, ADVERTISER_ID, CODE, ScriptedFactory, envelope, info
+from tests.tiktok.conftest import (
+    ACCESS_TOKEN,
+    ADVERTISER_ID,
+    CODE,
+    ScriptedFactory,
+    envelope,
+    identity_post_data,
+    info,
+    own_info,
+)
+
+# The refusals of a creator's code or its post (tt_video/info, authorize), and of identity/video/info.
+OWN_POST_REFUSALS = (TikTokRefusal.post_not_found_for_identity,)
+CODE_REFUSALS = [refusal for refusal in TikTokRefusal if refusal not in OWN_POST_REFUSALS]
 
 
 class TestErrorMapping:
@@ -187,11 +200,23 @@ class TestRefusalClassification:
         assert isinstance(error, TikTokRequestRejected)
         assert error.refusal is refusal
 
-    @pytest.mark.parametrize("refusal", list(TikTokRefusal))
+    @pytest.mark.parametrize("refusal", CODE_REFUSALS)
     def test_every_refusal_is_recognised_by_its_own_name(self, refusal: TikTokRefusal) -> None:
         error = classify_error(40002, f"{refusal.value}: as Ads Manager would say", request_id=None, http_status=200)
         assert isinstance(error, TikTokRequestRejected)
         assert error.refusal is refusal
+
+    @pytest.mark.parametrize("refusal", OWN_POST_REFUSALS)
+    def test_own_post_refusals_are_recognised_by_their_own_name_only_for_an_own_post(
+        self, refusal: TikTokRefusal
+    ) -> None:
+        message = f"{refusal.value}: as the adapter names it"
+        own = classify_error(40002, message, request_id=None, http_status=200, about=About.own_post)
+        code = classify_error(40002, message, request_id=None, http_status=200, about=About.auth_code)
+        assert isinstance(own, TikTokRequestRejected)
+        assert isinstance(code, TikTokRequestRejected)
+        assert own.refusal is refusal
+        assert code.refusal is not refusal
 
     def test_the_code_wins_over_the_message(self) -> None:
         error = classify_error(4013, "auth_code_expired", request_id=None, http_status=200)
@@ -226,6 +251,14 @@ class TestRefusalClassification:
             await client.list_posts(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN)
         assert caught.value.refusal is None
 
+    def test_a_post_not_under_an_identity_is_no_code_refusal_for_a_code(self) -> None:
+        """The same words about a creator's code are what they always were: the code is not found."""
+        error = classify_error(
+            40007, "The item does not exist or does not belong to this identity.", request_id=None, http_status=200
+        )
+        assert isinstance(error, TikTokRequestRejected)
+        assert error.refusal is TikTokRefusal.auth_code_not_found
+
     async def test_an_authorize_rejection_is_classified(self, scripted: ScriptedFactory) -> None:
         client, _ = scripted(envelope(code=40002, message="original_post_auth_code is required for duet/stitch posts"))
         with pytest.raises(TikTokRequestRejected) as caught:
@@ -239,3 +272,98 @@ class TestRefusalClassification:
         assert CODE not in caught.value.message
         assert ACCESS_TOKEN not in caught.value.message
         assert caught.value.refusal is TikTokRefusal.auth_code_not_found
+
+
+def own_post_rejection(code: int, message: str) -> TikTokRequestRejected:
+    error = classify_error(code, message, request_id=None, http_status=200, about=About.own_post)
+    assert isinstance(error, TikTokRequestRejected)
+    return error
+
+
+class TestOwnPostRefusal:
+    """`identity/video/info` for a post that is not the identity's: 40007 is the likely code (unconfirmed), so by
+    code first, then by the message's words; only there, never for a creator's code."""
+
+    @pytest.mark.parametrize(
+        "message",
+        ["The item does not exist or does not belong to this identity.", "Object does not exist.", "No such thing", ""],
+    )
+    def test_40007_is_a_post_not_found_for_the_identity_whatever_it_says(self, message: str) -> None:
+        assert own_post_rejection(40007, message).refusal is TikTokRefusal.post_not_found_for_identity
+
+    @pytest.mark.parametrize(
+        "message",
+        [
+            "The item does not exist or does not belong to this identity.",
+            "Item not found",
+            "Video does not exist",
+            "The post doesn't belong to the identity",
+            "item_id 7380112233445567001 does not belong to identity 7302000000000000001",
+            "The video no longer exists",
+            "post_not_found_for_identity",
+        ],
+    )
+    def test_a_message_saying_the_post_is_missing_or_not_the_identitys(self, message: str) -> None:
+        assert own_post_rejection(40002, message).refusal is TikTokRefusal.post_not_found_for_identity
+
+    @pytest.mark.parametrize(
+        "message",
+        [
+            "identity_id: Missing data for required field.",
+            "item_id: Missing data for required field.",
+            "identity_authorized_bc_id: Required when identity_type is BC_AUTH_TT.",
+            "identity_type: Must be one of TT_USER, BC_AUTH_TT, AUTH_CODE.",
+            "The identity does not exist",
+            "auth_code_expired",
+            "video_deleted",
+            "Something TikTok said",
+        ],
+    )
+    def test_other_messages_name_no_refusal(self, message: str) -> None:
+        assert own_post_rejection(40002, message).refusal is None
+
+    @pytest.mark.parametrize("code", [4002, 4025, 900012])
+    def test_ads_managers_codes_are_about_codes_not_own_posts(self, code: int) -> None:
+        assert own_post_rejection(code, "whatever").refusal is None
+
+    @pytest.mark.parametrize(
+        ("code", "error_type"),
+        [
+            (40100, TikTokRateLimited),
+            (50000, TikTokUnavailable),
+            (40105, TikTokAccessTokenInvalid),
+            (40300, TikTokPermissionDenied),
+            (40001, TikTokPermissionDenied),
+        ],
+    )
+    async def test_the_other_codes_land_where_they_always_do(
+        self, scripted: ScriptedFactory, code: int, error_type: type[TikTokError]
+    ) -> None:
+        client, _ = scripted(envelope(code=code, message="The item does not exist"), max_attempts=1)
+        with pytest.raises(error_type):
+            await own_info(client)
+
+    async def test_through_the_client_a_40007_is_the_refusal_with_tiktoks_words(
+        self, scripted: ScriptedFactory
+    ) -> None:
+        message = "The item does not exist or does not belong to this identity."
+        client, script = scripted(
+            envelope(code=40007, message=message, request_id="req-7"), envelope(identity_post_data())
+        )
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await own_info(client)
+        error = caught.value
+        assert (error.refusal, error.code, error.message, error.request_id, error.http_status) == (
+            TikTokRefusal.post_not_found_for_identity,
+            40007,
+            message,
+            "req-7",
+            200,
+        )
+        assert len(script.requests) == 1
+
+    async def test_a_parameter_rejection_through_the_client_names_no_refusal(self, scripted: ScriptedFactory) -> None:
+        client, _ = scripted(envelope(code=40002, message="identity_authorized_bc_id: Required for BC_AUTH_TT."))
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await own_info(client, identity_type="BC_AUTH_TT")
+        assert (caught.value.code, caught.value.refusal) == (40002, None)

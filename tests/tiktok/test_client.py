@@ -22,20 +22,27 @@ from app.tiktok.errors import (
     TikTokBadResponse,
     TikTokError,
     TikTokRateLimited,
+    TikTokRefusal,
     TikTokRequestRejected,
     TikTokTimeout,
     TikTokUnavailable,
 )
-from app.tiktok.models import ItemType, PostInfo
+from app.tiktok.models import IdentityType, ItemType, PostInfo
 from tests.tiktok.conftest import (
     ACCESS_TOKEN,
     ADVERTISER_ID,
     BASE_URL,
+    BC_ID,
+    BC_IDENTITY_ID,
     CODE,
+    OWN_IDENTITY_ID,
+    OWN_ITEM_ID,
     Answer,
     ScriptedFactory,
     envelope,
+    identity_post_data,
     info,
+    own_info,
     post_data,
 )
 
@@ -136,6 +143,51 @@ class TestRequestShape:
         assert script.requests[0].url.path == "/open_api/v1.3/tt_video/info/"
 
 
+class TestOwnPostRequestShape:
+    """`identity/video/info/` for one post of one of the ad account's identities (D1)."""
+
+    async def test_a_get_to_the_path_with_its_trailing_slash_and_the_token_in_its_header(
+        self, scripted: ScriptedFactory
+    ) -> None:
+        client, script = scripted(envelope(identity_post_data()))
+        await own_info(client)
+        (request,) = script.requests
+        assert request.method == "GET"
+        assert request.url.path == "/open_api/v1.3/identity/video/info/"
+        assert request.headers["Access-Token"] == ACCESS_TOKEN
+        assert "Authorization" not in request.headers
+        assert request.content == b""
+
+    async def test_sends_the_identity_and_the_item_and_no_business_center_unless_given(
+        self, scripted: ScriptedFactory
+    ) -> None:
+        client, script = scripted(envelope(identity_post_data()))
+        await own_info(client)
+        assert dict(script.requests[0].url.params) == {
+            "advertiser_id": ADVERTISER_ID,
+            "identity_type": "TT_USER",
+            "identity_id": OWN_IDENTITY_ID,
+            "item_id": OWN_ITEM_ID,
+        }
+
+    async def test_sends_the_business_center_when_given(self, scripted: ScriptedFactory) -> None:
+        client, script = scripted(envelope(identity_post_data()))
+        await own_info(client, identity_type=IdentityType.bc_auth_tt, identity_id=BC_IDENTITY_ID, bc_id=BC_ID)
+        assert dict(script.requests[0].url.params) == {
+            "advertiser_id": ADVERTISER_ID,
+            "identity_type": "BC_AUTH_TT",
+            "identity_id": BC_IDENTITY_ID,
+            "item_id": OWN_ITEM_ID,
+            "identity_authorized_bc_id": BC_ID,
+        }
+
+    async def test_an_unknown_identity_type_is_refused_before_tiktok_is_asked(self, scripted: ScriptedFactory) -> None:
+        client, script = scripted(envelope(identity_post_data()))
+        with pytest.raises(ValueError, match="TT_USERS"):
+            await own_info(client, identity_type="TT_USERS")
+        assert script.requests == []
+
+
 class TestRetries:
     """Transient faults are retried with backoff under a deadline; permanent ones never are (style.md 7)."""
 
@@ -151,6 +203,31 @@ class TestRetries:
         post = await info(client)
         assert post.item_id == "7380112233445566002"
         assert len(script.requests) == 4
+
+    async def test_own_post_info_is_retried_like_any_read(self, scripted: ScriptedFactory) -> None:
+        client, script = scripted(
+            envelope(code=40100, message="App 1 reaches the QPS limit 10"),
+            httpx.ConnectError("refused"),
+            httpx.ReadTimeout("slow"),
+            envelope(identity_post_data()),
+        )
+        post = await own_info(client)
+        assert post.item_id == OWN_ITEM_ID
+        assert len(script.requests) == 4
+        assert len({str(request.url) for request in script.requests}) == 1
+
+    async def test_own_post_info_gives_up_after_its_attempts(self, scripted: ScriptedFactory) -> None:
+        client, script = scripted(envelope(code=50000, message="System error"), max_attempts=3)
+        with pytest.raises(TikTokUnavailable):
+            await own_info(client)
+        assert len(script.requests) == 3
+
+    @pytest.mark.parametrize("code", [40002, 40007, 40105, 40300])
+    async def test_own_post_info_rejections_are_tried_once(self, scripted: ScriptedFactory, code: int) -> None:
+        client, script = scripted(envelope(code=code, message="no"), envelope(identity_post_data()))
+        with pytest.raises(TikTokError):
+            await own_info(client)
+        assert len(script.requests) == 1
 
     @pytest.mark.parametrize("code", [40002, 40007, 40105, 40300, 40001])
     async def test_permanent_errors_are_tried_once(self, scripted: ScriptedFactory, code: int) -> None:
@@ -317,6 +394,31 @@ class TestLogging:
             "r2",
             2,
         )
+
+    async def test_own_post_info_logs_its_path_and_refusal_and_no_token(
+        self, scripted: ScriptedFactory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        caplog.set_level(logging.WARNING, logger="httpx")
+        caplog.set_level(logging.WARNING, logger="httpcore")
+        client, _ = scripted(
+            envelope(code=50000, message="System error", request_id="r1"),
+            envelope(code=40007, message=f"Not this identity's ({ACCESS_TOKEN})", request_id="r2"),
+        )
+        with capture_logs() as events, pytest.raises(TikTokRequestRejected) as caught:
+            await own_info(client)
+        assert ACCESS_TOKEN not in caught.value.message
+        (retried,) = [event for event in events if event["event"] == "tiktok.request.attempt_failed"]
+        assert (retried["path"], retried["tiktok_code"], retried["attempt"]) == ("identity/video/info/", 50000, 1)
+        (rejected,) = [event for event in events if event["event"] == "tiktok.request.rejected"]
+        assert (rejected["path"], rejected["tiktok_code"], rejected["request_id"], rejected["refusal"]) == (
+            "identity/video/info/",
+            40007,
+            "r2",
+            TikTokRefusal.post_not_found_for_identity.value,
+        )
+        logged = repr(events) + caplog.text + repr([record.__dict__ for record in caplog.records])
+        assert ACCESS_TOKEN not in logged
 
     async def test_a_rejection_is_logged_as_such_with_its_refusal(self, scripted: ScriptedFactory) -> None:
         client, _ = scripted(envelope(code=40002, message="auth_code_expired"))

@@ -15,7 +15,21 @@ from hypothesis import strategies as st
 from app.tiktok.errors import TikTokBadResponse
 from app.tiktok.models import ItemType, PostStatus
 from app.tiktok.parse import storable_text
-from tests.tiktok.conftest import ACCESS_TOKEN, ADVERTISER_ID, CODE, ScriptedFactory, envelope, info, post_data
+from tests.tiktok.conftest import (
+    ACCESS_TOKEN,
+    ADVERTISER_ID,
+    BC_ID,
+    BC_IDENTITY_ID,
+    CODE,
+    OWN_IDENTITY_ID,
+    OWN_ITEM_ID,
+    ScriptedFactory,
+    envelope,
+    identity_post_data,
+    info,
+    own_info,
+    post_data,
+)
 
 
 class TestPostParsing:
@@ -151,6 +165,126 @@ class TestPostParsing:
         page = await client.list_posts(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN)
         assert page.posts == []
         assert page.total_number == 0
+
+
+class TestIdentityPostParsing:
+    """How `identity/video/info` data (`data.video_detail`) becomes a PostInfo: the post's fields at the top
+    level, the identity the one asked about, a window only when auth_info comes (AUTH_CODE)."""
+
+    async def test_reads_a_video_with_the_identity_asked_about_and_no_window(self, scripted: ScriptedFactory) -> None:
+        client, _ = scripted(envelope(identity_post_data()))
+        post = await own_info(client)
+        assert post.item_id == OWN_ITEM_ID
+        assert post.item_type is ItemType.video
+        assert post.caption == "Our spring collection, in one take"
+        assert (post.status, post.raw_status) == (PostStatus.public, "ITEM_STATUS_HESITATE_RECOMMEND")
+        assert (post.identity_id, post.identity_type, post.tiktok_name) == (OWN_IDENTITY_ID, "TT_USER", None)
+        assert post.duration_seconds == 24.0
+        assert (post.ad_auth_status, post.auth_start_at, post.auth_end_at) == (None, None, None)
+        assert (post.original_item_id, post.is_multi_duet_stitch, post.mentioned_item_ids) == (None, False, ())
+
+    async def test_the_business_center_identity_is_the_one_asked_about(self, scripted: ScriptedFactory) -> None:
+        client, _ = scripted(envelope(identity_post_data()))
+        post = await own_info(client, identity_type="BC_AUTH_TT", identity_id=BC_IDENTITY_ID, bc_id=BC_ID)
+        assert (post.identity_id, post.identity_type) == (BC_IDENTITY_ID, "BC_AUTH_TT")
+
+    async def test_a_carousel_without_video_info_has_no_duration(self, scripted: ScriptedFactory) -> None:
+        carousel_info = {"image_info": [{"image_url": "https://p16-sign.example/1.jpeg?x-expires=1"}]}
+        client, _ = scripted(
+            envelope(identity_post_data(item_type="CAROUSEL", video_info=None, carousel_info=carousel_info))
+        )
+        post = await own_info(client)
+        assert post.item_type is ItemType.carousel
+        assert post.duration_seconds is None
+
+    async def test_without_item_type_a_post_without_video_info_is_a_carousel(self, scripted: ScriptedFactory) -> None:
+        with_video = identity_post_data()
+        del with_video["video_detail"]["item_type"]
+        without_video = identity_post_data(video_info=None)
+        del without_video["video_detail"]["item_type"]
+        client, _ = scripted(envelope(with_video), envelope(without_video))
+        assert (await own_info(client)).item_type is ItemType.video
+        assert (await own_info(client)).item_type is ItemType.carousel
+
+    @pytest.mark.parametrize(
+        ("raw", "status"),
+        [
+            ("ITEM_STATUS_HESITATE_RECOMMEND", PostStatus.public),
+            ("ITEM_STATUS_ONLY_AUTHOR_SEE", PostStatus.private),
+            ("STATUS_ONLY_FRIEND_SEE", PostStatus.friends_only),
+            ("ITEM_STATUS_USER_DELETE", PostStatus.deleted),
+            ("ITEM_STATUS_AUDIT_DELETE", PostStatus.banned),
+            ("ITEM_STATUS_SOMETHING_NEW", PostStatus.unknown),
+        ],
+    )
+    async def test_status_spellings_fold_and_the_raw_value_is_kept(
+        self, scripted: ScriptedFactory, raw: str, status: PostStatus
+    ) -> None:
+        client, _ = scripted(envelope(identity_post_data(status=raw)))
+        post = await own_info(client)
+        assert (post.status, post.raw_status) == (status, raw)
+
+    async def test_an_auth_info_gives_the_window(self, scripted: ScriptedFactory) -> None:
+        """AUTH_CODE identities only; TikTok's example has ISO times."""
+        auth_info = {
+            "ad_auth_status": "AUTHORIZED",
+            "auth_start_time": "2025-05-19T11:40:50Z",
+            "auth_end_time": "2025-06-18T11:40:50Z",
+            "invite_start_time": "2025-05-19T11:40:50Z",
+        }
+        client, _ = scripted(envelope(identity_post_data(auth_info=auth_info)))
+        post = await own_info(client, identity_type="AUTH_CODE", identity_id="7301000000000000001")
+        assert post.identity_type == "AUTH_CODE"
+        assert post.ad_auth_status == "AUTHORIZED"
+        assert post.auth_start_at == datetime(2025, 5, 19, 11, 40, 50, tzinfo=UTC)
+        assert post.auth_end_at == datetime(2025, 6, 18, 11, 40, 50, tzinfo=UTC)
+
+    @pytest.mark.parametrize("auth_info", [{}, None])
+    async def test_an_empty_auth_info_is_no_window(self, scripted: ScriptedFactory, auth_info: object) -> None:
+        client, _ = scripted(envelope(identity_post_data(auth_info=auth_info)))
+        post = await own_info(client)
+        assert (post.ad_auth_status, post.auth_start_at, post.auth_end_at) == (None, None, None)
+
+    async def test_a_name_is_taken_only_if_tiktok_sends_one(self, scripted: ScriptedFactory) -> None:
+        user_info = {"identity_id": "someone else", "identity_type": "AUTH_CODE", "tiktok_name": "brand.official"}
+        client, _ = scripted(envelope(identity_post_data(user_info=user_info)))
+        post = await own_info(client)
+        assert post.tiktok_name == "brand.official"
+        assert (post.identity_id, post.identity_type) == (OWN_IDENTITY_ID, "TT_USER")
+
+    async def test_a_numeric_item_id_reads_as_its_digits(self, scripted: ScriptedFactory) -> None:
+        client, _ = scripted(envelope(identity_post_data(item_id=int(OWN_ITEM_ID))))
+        assert (await own_info(client)).item_id == OWN_ITEM_ID
+
+    @pytest.mark.parametrize(
+        ("data", "match"),
+        [
+            pytest.param({}, "video_detail", id="no-video-detail"),
+            pytest.param({"video_detail": None, "video_details": []}, "video_detail", id="null-video-detail"),
+            pytest.param({"video_details": [identity_post_data()["video_detail"]]}, "video_detail", id="plural-only"),
+            pytest.param(identity_post_data(item_id=None), "item_id is missing", id="no-item-id"),
+            pytest.param(identity_post_data(item_id="7380112233445567002"), "asked for", id="another-post"),
+            pytest.param(identity_post_data(item_type="STORY"), "item_type", id="unknown-item-type"),
+        ],
+    )
+    async def test_an_answer_without_the_post_asked_for_is_a_bad_response(
+        self, scripted: ScriptedFactory, data: dict[str, object], match: str
+    ) -> None:
+        client, script = scripted(envelope(data), max_attempts=2)
+        with pytest.raises(TikTokBadResponse, match=match):
+            await own_info(client)
+        assert len(script.requests) == 2  # parsed inside the attempt, so retried like any bad body
+
+    async def test_every_text_field_is_made_storable(self, scripted: ScriptedFactory) -> None:
+        bad = "\x00\ud800"
+        data = identity_post_data(text="caption" + bad, status="ITEM_STATUS_HESITATE_RECOMMEND" + bad)
+        data["video_detail"]["auth_info"] = {"ad_auth_status": "AUTHORIZED" + bad}
+        body = json.dumps({"code": 0, "message": "OK", "request_id": "r", "data": data}).encode()
+        client, _ = scripted(httpx.Response(200, content=body, headers={"Content-Type": "application/json"}))
+        post = await own_info(client)
+        for text in (post.caption, post.raw_status, post.ad_auth_status):
+            assert text is not None
+            assert text.endswith("\ufffd\ufffd")
 
 
 # Text as JSON can carry it: NUL and lone surrogates come often, next to anything else Unicode has. Built from a

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from app.ads.models import Ad, AdState, CampaignType
+from app.authorizations.models import Authorization
+from app.authorizations.schemas import AuthorizationWarning
+
+AdId = Annotated[str, Field(pattern=r"^[0-9]{1,32}$", description="TikTok's ad id.", examples=["1800000000000000001"])]
+
+
+class AdCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ad_id: AdId
+    campaign_type: CampaignType = Field(description="D15: a standard campaign, or Smart+ (its own set-up flow).")
+    only_show_as_ad: bool = Field(
+        description="TikTok's `dark_post_status` ON: the post shows only as an ad. Off, a private post becomes "
+        "public while the ad runs (D5)."
+    )
+    ends_at: AwareDatetime | None = Field(
+        default=None, description="When the ad is scheduled to end, with its time zone; none: no end."
+    )
+
+
+class AdRead(BaseModel):
+    ad_id: str
+    authorization_id: uuid.UUID
+    advertiser_id: str = Field(description="TikTok's advertiser (ad account) id.")
+    item_id: str = Field(description="The TikTok post the ad uses.")
+    campaign_type: CampaignType
+    only_show_as_ad: bool
+    ends_at: datetime | None
+    state: AdState = Field(description="`removed` once recorded as removed from Ads Manager; kept as history.")
+    removed_at: datetime | None
+    warnings: list[AuthorizationWarning] = Field(
+        description="`ad_outlives_authorization`: the ad is scheduled past the window's end and stops delivering "
+        "then. `post_will_become_public` (D5)."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_model(cls, ad: Ad, authorization: Authorization) -> AdRead:
+        warnings = []
+        window_end = authorization.auth_end_at
+        if ad.state == AdState.active:
+            if ad.ends_at is not None and window_end is not None and ad.ends_at > window_end:
+                warnings.append(
+                    AuthorizationWarning(
+                        reason="ad_outlives_authorization",
+                        detail=f"The ad is scheduled until {ad.ends_at.isoformat()}, but the authorization ends at "
+                        f"{window_end.isoformat()}: the ad stops delivering then.",
+                    )
+                )
+            if authorization.is_private() and not ad.only_show_as_ad:
+                warnings.append(
+                    AuthorizationWarning(
+                        reason="post_will_become_public",
+                        detail="The post is private and the ad is not set to 'only show as ad': the post becomes "
+                        "public while the ad runs.",
+                    )
+                )
+        return cls(
+            ad_id=ad.ad_id,
+            authorization_id=ad.authorization_id,
+            advertiser_id=authorization.advertiser.tiktok_advertiser_id,
+            item_id=authorization.item_id,
+            campaign_type=CampaignType(ad.campaign_type),
+            only_show_as_ad=ad.only_show_as_ad,
+            ends_at=ad.ends_at,
+            state=AdState(ad.state),
+            removed_at=ad.removed_at,
+            warnings=warnings,
+            created_at=ad.created_at,
+            updated_at=ad.updated_at,
+        )
+
+
+class IdentityQuota(BaseModel):
+    identity_type: str
+    identity_id: str
+    limit: int
+    used: int
+    remaining: int
+
+
+class SparkAdsQuota(BaseModel):
+    advertiser_id: str = Field(description="TikTok's advertiser (ad account) id.")
+    limit: int = Field(description="How many Spark Ads the ad account may use (D10).")
+    used: int = Field(description="Active ads linked to the ad account's authorizations.")
+    remaining: int = Field(description="How many more may be linked now (0 when the limit is at or below `used`).")
+    identities: list[IdentityQuota] = Field(
+        description="For each identity the ad account's posts come from: its active ads across every ad account "
+        "the service knows, against TikTok's cap for one identity."
+    )

@@ -1,0 +1,192 @@
+"""Ads that use authorized posts (D6), and the limits on how many there may be (D10, and one identity's cap).
+
+Every decision is taken under the lock that keeps it true at commit: the authorization's row (so a link and an
+un-authorize of the same authorization are decided one after the other), then the ad account's counter and the
+identity's counter, each moved by one conditional UPDATE. Locks are always taken in that order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ads import repository
+from app.ads.errors import (
+    AdLinkedElsewhere,
+    AdNotFound,
+    AdRemoved,
+    AuthorizationNotActive,
+    IdentityAdsLimitReached,
+    SparkAdsLimitReached,
+)
+from app.ads.models import Ad, AdState, CampaignType
+from app.ads.schemas import IdentityQuota, SparkAdsQuota
+from app.advertisers import repository as advertisers
+from app.advertisers.models import Advertiser
+from app.authorizations import repository as authorizations
+from app.authorizations.errors import AuthorizationNotFound
+from app.authorizations.models import Authorization
+from app.kit.pagination import PageParams
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    ad: Ad
+    authorization: Authorization
+    created: bool
+
+
+async def _locked_authorization(session: AsyncSession, authorization_id: uuid.UUID) -> Authorization:
+    authorization = await authorizations.get_for_update(session, authorization_id)
+    if authorization is None:
+        raise AuthorizationNotFound(f"Authorization {authorization_id} does not exist.")
+    return authorization
+
+
+async def link(
+    session: AsyncSession,
+    *,
+    authorization_id: uuid.UUID,
+    ad_id: str,
+    campaign_type: CampaignType,
+    only_show_as_ad: bool,
+    ends_at: datetime | None,
+    now: datetime,
+    identity_ads_limit: int,
+) -> Linked:
+    """Record that a TikTok ad uses the authorization's post. The same ad again is the same link."""
+    authorization = await _locked_authorization(session, authorization_id)
+    existing = await repository.get_by_ad_id(session, ad_id)
+    if existing is not None:
+        return _same_link(existing, authorization)
+    if not authorization.usable_at(now):
+        raise AuthorizationNotActive(
+            f"Authorization {authorization.id} is {authorization.status_at(now).value} "
+            f"(post status {authorization.post_status}): no new ad may use it.",
+            authorization_status=authorization.status_at(now).value,
+        )
+    ad = await repository.insert_new(
+        session,
+        ad_id=ad_id,
+        authorization_id=authorization.id,
+        advertiser_id=authorization.advertiser_id,
+        campaign_type=campaign_type.value,
+        only_show_as_ad=only_show_as_ad,
+        ends_at=ends_at,
+    )
+    if ad is None:  # linked by a concurrent request, to another authorization (this one is locked)
+        existing = await repository.get_by_ad_id(session, ad_id)
+        assert existing is not None
+        return _same_link(existing, authorization)
+    await _take_slots(session, authorization, identity_ads_limit=identity_ads_limit)
+    authorization.active_ads += 1
+    await session.flush()
+    log.info("ad.linked", ad_id=ad_id, authorization_id=str(authorization.id), campaign_type=campaign_type.value)
+    return Linked(ad, authorization, created=True)
+
+
+def _same_link(existing: Ad, authorization: Authorization) -> Linked:
+    if existing.authorization_id != authorization.id:
+        raise AdLinkedElsewhere(
+            f"Ad {existing.ad_id} is linked to authorization {existing.authorization_id}.",
+            authorization_id=str(existing.authorization_id),
+        )
+    if existing.state == AdState.removed:
+        raise AdRemoved(f"Ad {existing.ad_id} was recorded as removed at {existing.removed_at}.")
+    return Linked(existing, authorization, created=False)
+
+
+async def _take_slots(session: AsyncSession, authorization: Authorization, *, identity_ads_limit: int) -> None:
+    """One more ad for the ad account (D10) and for the post's identity, or the refusal; the transaction's
+    rollback gives back whatever was taken before a refusal."""
+    if await advertisers.take_spark_ad_slot(session, authorization.advertiser_id) is None:
+        used, limit = await advertisers.spark_ads_usage(session, authorization.advertiser_id)
+        raise SparkAdsLimitReached(
+            f"The ad account uses {used} Spark Ads and its limit is {limit}.", used=used, limit=limit
+        )
+    if authorization.identity_id is None:
+        return  # TikTok named no identity: there is nothing to count against
+    taken = await repository.take_identity_slot(
+        session,
+        identity_type=authorization.identity_type,
+        identity_id=authorization.identity_id,
+        limit=identity_ads_limit,
+    )
+    if taken is None:
+        identity = (authorization.identity_type, authorization.identity_id)
+        used = (await repository.identity_usage(session, [identity]))[identity]
+        raise IdentityAdsLimitReached(
+            f"Identity {authorization.identity_id} is used by {used} active ads; the limit is {identity_ads_limit}.",
+            identity_type=authorization.identity_type,
+            identity_id=authorization.identity_id,
+            used=used,
+            limit=identity_ads_limit,
+        )
+
+
+async def remove(session: AsyncSession, *, authorization_id: uuid.UUID, ad_id: str, now: datetime) -> None:
+    """Record that the ad was removed from Ads Manager; the link stays as history. Removing twice is harmless."""
+    authorization = await _locked_authorization(session, authorization_id)
+    ad = await repository.get_by_ad_id(session, ad_id, for_update=True)
+    if ad is None or ad.authorization_id != authorization.id:
+        raise AdNotFound(f"Authorization {authorization_id} has no ad {ad_id}.")
+    if ad.state == AdState.removed:
+        return
+    ad.state = AdState.removed.value
+    ad.removed_at = now
+    authorization.active_ads -= 1
+    await advertisers.release_spark_ad_slot(session, authorization.advertiser_id)
+    if authorization.identity_id is not None:
+        await repository.release_identity_slot(
+            session, identity_type=authorization.identity_type, identity_id=authorization.identity_id
+        )
+    await session.flush()
+    log.info("ad.removed", ad_id=ad_id, authorization_id=str(authorization.id))
+
+
+async def list_page(
+    session: AsyncSession, *, authorization_id: uuid.UUID, include_removed: bool, page: PageParams
+) -> tuple[Authorization, list[Ad], str | None]:
+    """A page of the authorization's ads, newest first, and the cursor of the next page."""
+    authorization = await authorizations.get(session, authorization_id)
+    if authorization is None:
+        raise AuthorizationNotFound(f"Authorization {authorization_id} does not exist.")
+    rows = await repository.list_page(
+        session,
+        authorization_id=authorization_id,
+        include_removed=include_removed,
+        after=page.cursor,
+        limit=page.limit,
+    )
+    if len(rows) <= page.limit:
+        return authorization, rows, None
+    rows = rows[: page.limit]
+    return authorization, rows, page.next_cursor(rows[-1].created_at, rows[-1].id)
+
+
+async def quota(session: AsyncSession, *, advertiser: Advertiser, identity_ads_limit: int) -> SparkAdsQuota:
+    """What the ad account and its posts' identities use, against their limits: counters, not counts of ads."""
+    identities = await authorizations.identities_of(session, advertiser.id)
+    usage = await repository.identity_usage(session, identities)
+    return SparkAdsQuota(
+        advertiser_id=advertiser.tiktok_advertiser_id,
+        limit=advertiser.spark_ads_limit,
+        used=advertiser.spark_ads_used,
+        remaining=max(advertiser.spark_ads_limit - advertiser.spark_ads_used, 0),
+        identities=[
+            IdentityQuota(
+                identity_type=identity_type,
+                identity_id=identity_id,
+                limit=identity_ads_limit,
+                used=usage.get((identity_type, identity_id), 0),
+                remaining=max(identity_ads_limit - usage.get((identity_type, identity_id), 0), 0),
+            )
+            for identity_type, identity_id in identities
+        ],
+    )

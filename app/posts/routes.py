@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from app.ads.schemas import AdRead
+from app.authorizations.models import Authorization
+from app.authorizations.schemas import AuthorizationRead
+from app.kit.db import Sessions
+from app.kit.errors import problem_responses
+from app.posts import service
+from app.posts.schemas import AuthorizationWithAds, DeletionSafety, PostRead
+
+router = APIRouter(prefix="/posts", tags=["posts"])
+
+ItemIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,32}$", description="The TikTok post id.")]
+
+
+@router.get(
+    "/{item_id}/deletion-safety",
+    operation_id="getDeletionSafety",
+    summary="May the creator delete this post?",
+    responses=problem_responses(),
+)
+async def get_deletion_safety(item_id: ItemIdPath, sessions: Sessions) -> DeletionSafety:
+    """D7: `safe` only when, in every ad account the service knows, no active ad uses the post and no authorization
+    still binds it, nor a Duet/Stitch made from it. Otherwise every blocker, with the action that clears it. A post
+    the service has never seen is safe with `known: false`."""
+    return service.deletion_safety(await service.view(sessions, item_id=item_id))
+
+
+@router.get(
+    "/{item_id}",
+    operation_id="getPost",
+    summary="A post across every ad account",
+    responses=problem_responses(),
+)
+async def get_post(item_id: ItemIdPath, sessions: Sessions) -> PostRead:
+    """The post's authorizations in every ad account (un-authorized ones included), the Duets/Stitches made from
+    it, and every ad of each. A post the service has never seen has none, with `known: false`."""
+    post = await service.view(sessions, item_id=item_id)
+
+    def with_ads(rows: list[Authorization]) -> list[AuthorizationWithAds]:
+        return [
+            AuthorizationWithAds(
+                **AuthorizationRead.from_model(row, post.now).model_dump(),
+                ads=[AdRead.from_model(ad, row) for ad in post.ads.get(row.id, [])],
+            )
+            for row in rows
+        ]
+
+    return PostRead(
+        item_id=item_id, known=post.known, authorizations=with_ads(post.authorizations), pairs=with_ads(post.pairs)
+    )
