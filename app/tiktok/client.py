@@ -179,7 +179,12 @@ class TikTokClient:
             page_number += 1
 
     async def unbind(self, *, advertiser_id: str, access_token: str, item_id: str) -> None:
-        """Un-authorize a post from an ad account (`POST tt_video/unbind/`, D16)."""
+        """Un-authorize a post from an ad account (`POST tt_video/unbind/`, D16).
+
+        Retried after transient faults like a read: its effect is the same however often it is sent. A second
+        unbind of a post no longer bound is refused (40007 in the sandbox), which the caller can read back
+        (`find_bound_post`) as done.
+        """
         await self._call(
             "POST",
             _PATH_UNBIND,
