@@ -21,7 +21,7 @@ from app.kit.pagination import Page, PageParams, page_params
 
 router = APIRouter(tags=["ads"])
 
-AdIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,32}$", description="TikTok's ad id.")]
+AdIdPath = Annotated[str, Path(pattern=r"^[1-9][0-9]{0,31}$", description="TikTok's ad id.")]
 
 
 class AdStateFilter(StrEnum):

@@ -1,16 +1,37 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.ads.models import Ad, AdState, CampaignType
 from app.authorizations.models import Authorization
 from app.authorizations.schemas import AuthorizationWarning
 
-AdId = Annotated[str, Field(pattern=r"^[0-9]{1,32}$", description="TikTok's ad id.", examples=["1800000000000000001"])]
+# TikTok's ids are positive numbers written without leading zeros: "0055" and "55" would be one ad.
+AdId = Annotated[
+    str, Field(pattern=r"^[1-9][0-9]{0,31}$", description="TikTok's ad id.", examples=["1800000000000000001"])
+]
+
+# Years an ad's end can sensibly fall in; beyond, a date would not survive the trip to Postgres and back (asyncpg
+# turns the extremes of Python's calendar into infinity).
+_EARLIEST_END = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST_END = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _a_sane_end(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("ends_at is outside the calendar") from exc
+    if not _EARLIEST_END <= utc < _LATEST_END:
+        raise ValueError("ends_at must fall between the years 2000 and 9000")
+    return utc
+
+
+AdEnd = Annotated[AwareDatetime, AfterValidator(_a_sane_end)]
 
 
 class AdCreate(BaseModel):
@@ -22,7 +43,7 @@ class AdCreate(BaseModel):
         description="TikTok's `dark_post_status` ON: the post shows only as an ad. Off, a private post becomes "
         "public while the ad runs (D5)."
     )
-    ends_at: AwareDatetime | None = Field(
+    ends_at: AdEnd | None = Field(
         default=None, description="When the ad is scheduled to end, with its time zone; none: no end."
     )
 

@@ -29,6 +29,8 @@ async def get_for_update(session: AsyncSession, authorization_id: uuid.UUID) -> 
         .options(_WITH_ADVERTISER)
         .where(Authorization.id == authorization_id)
         .with_for_update(of=Authorization)
+        # What was read before the lock is stale: the row as it is once locked is what decisions are made on.
+        .execution_options(populate_existing=True)
     )
     return (await session.execute(statement)).scalar_one_or_none()
 
@@ -41,6 +43,8 @@ async def lock_all(session: AsyncSession, ids: Iterable[uuid.UUID]) -> list[Auth
         .where(Authorization.id.in_(list(ids)))
         .order_by(Authorization.id)
         .with_for_update(of=Authorization)
+        # Rows this session read before the lock are refreshed: decide on them as they are once locked.
+        .execution_options(populate_existing=True)
     )
     return list((await session.execute(statement)).scalars().all())
 
