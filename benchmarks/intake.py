@@ -12,30 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import httpx
 import stamina
-from cryptography.fernet import Fernet
-from fastapi import FastAPI
 
-from app.kit.settings import Settings
-from app.main import create_app
-from dev.embedded_postgres import start_embedded_postgres
+from benchmarks.harness import migrated_postgres, started
 from dev.sandbox.app import create_sandbox_app
 
-ROOT = Path(__file__).resolve().parent.parent
-API_KEY = "bench-" + "k" * 40
 CODE = "#SBX+video/30d="
 
 Operation = Callable[[int], Awaitable[httpx.Response]]
@@ -61,36 +48,10 @@ async def _measure(operation: Operation, rounds: int) -> tuple[float, int]:
     return statistics.median(timings), peak
 
 
-@asynccontextmanager
-async def _started(
-    url: str, tiktok: httpx.AsyncBaseTransport, **settings: Any
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """The app on `url`'s database and the given TikTok, started, and a client holding the API key."""
-    config = Settings(
-        environment="test",
-        database_url=url,
-        tiktok_api_base_url="https://sandbox.tiktok.invalid/open_api/",
-        bootstrap_api_key=API_KEY,
-        encryption_keys=Fernet.generate_key().decode(),
-        log_level="WARNING",
-        **settings,
-    )
-    app = create_app(config, tiktok_transport=tiktok)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://bench.test",
-            headers={"Authorization": f"Bearer {API_KEY}"},
-        ) as client,
-    ):
-        yield app, client
-
-
 async def run(url: str, rounds: int) -> list[tuple[str, float, float, float]]:
     try:
         stamina.set_active(False)  # no retry is expected; never sleep inside a measurement
-        async with _started(url, httpx.ASGITransport(app=create_sandbox_app())) as (_, client):
+        async with started(url, httpx.ASGITransport(app=create_sandbox_app())) as (_, client):
             # One ad account per round, so that every "apply a new code" round really applies one.
             for index in range(-1, rounds + max(rounds // 4, 1)):
                 await client.post(
@@ -153,7 +114,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 async def reads_while_tiktok_is_slow(url: str, *, applies: int, tiktok_seconds: float) -> list[str]:
     """GET one authorization alone, then while `applies` intakes wait on a TikTok that answers in
     `tiktok_seconds`: no connection is held while TikTok answers, so reads should not notice."""
-    async with _started(url, _SlowTikTok(tiktok_seconds), tiktok_deadline_seconds=30) as (app, client):
+    async with started(url, _SlowTikTok(tiktok_seconds), tiktok_deadline_seconds=30) as (app, client):
         base = 3 * 10**15
         registered = await asyncio.gather(
             *(
@@ -213,20 +174,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="spark-bench-"))
-    server, url = start_embedded_postgres(folder / "pgdata", cleanup="delete")
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "alembic", "upgrade", "head"],
-            cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": url},
-            check=True,
-            capture_output=True,
-        )
+    with migrated_postgres() as url:
         rows = asyncio.run(run(url, args.rounds))
         slow = asyncio.run(reads_while_tiktok_is_slow(url, applies=30, tiktok_seconds=2.0))
-    finally:
-        server.cleanup()
     print(f"{'operation':55} {'median':>10} {'time x':>8} {'memory x':>9}")
     for name, seconds, ratio, memory in rows:
         print(f"{name:55} {seconds * 1000:8.2f}ms {ratio:8.1f} {memory:9.1f}")
