@@ -179,18 +179,24 @@ async def db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
 # --- the app --------------------------------------------------------------------------------------------------
 
 
+def settings_for(database_url: str, **changes: Any) -> Settings:
+    """The tests' settings on `database_url`: the sandbox, the test keys, a short TikTok deadline."""
+    values: dict[str, Any] = {
+        "environment": Environment.test,
+        "database_url": database_url,
+        "tiktok_api_base_url": TIKTOK_BASE_URL,
+        "bootstrap_api_key": API_KEY,
+        "encryption_keys": ENCRYPTION_KEY,
+        "tiktok_deadline_seconds": 2.0,
+        "tiktok_max_attempts": 3,
+        "log_format": "console",
+    }
+    return Settings(**(values | changes))
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(
-        environment=Environment.test,
-        database_url=database_url,
-        tiktok_api_base_url=TIKTOK_BASE_URL,
-        bootstrap_api_key=API_KEY,  # type: ignore[arg-type]
-        encryption_keys=ENCRYPTION_KEY,  # type: ignore[arg-type]
-        tiktok_deadline_seconds=2.0,
-        tiktok_max_attempts=3,
-        log_format="console",  # type: ignore[arg-type]
-    )
+    return settings_for(database_url)
 
 
 @pytest.fixture

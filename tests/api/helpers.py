@@ -107,3 +107,18 @@ async def authorizations_in_database(db: AsyncEngine) -> list[dict[str, Any]]:
             )
         )
         return [dict(row._mapping) for row in rows]
+
+
+def losing_first_authorize_answer(sandbox: Any) -> httpx.MockTransport:
+    """The sandbox, except that the answer to the first `authorize` is lost after TikTok applied the code."""
+    inner = httpx.ASGITransport(app=sandbox)
+    lost: list[bool] = []
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        response = await inner.handle_async_request(request)
+        if request.url.path.endswith("/tt_video/authorize/") and not lost:
+            lost.append(True)
+            raise httpx.ReadTimeout("the answer never came back", request=request)
+        return response
+
+    return httpx.MockTransport(handle)

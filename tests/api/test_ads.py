@@ -19,7 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.kit.settings import Settings
 from dev.sandbox.app import create_sandbox_app
-from tests.api.helpers import CountingTransport, GatedTransport, apply, assert_problem, count_rows
+from tests.api.helpers import (
+    CountingTransport,
+    GatedTransport,
+    apply,
+    assert_problem,
+    count_rows,
+    losing_first_authorize_answer,
+)
 from tests.conftest import ADVERTISER_ID, ADVERTISER_TOKEN, Running, running
 
 # Creator sbx.ana.creates (AUTH_CODE 7301000000000000001): three public videos and a private one.
@@ -212,21 +219,6 @@ async def _active_ads_on_unbound_authorizations(db: AsyncEngine) -> int:
 # --- apps of the tests' own --------------------------------------------------------------------------------------
 
 
-def _losing_first_authorize_answer(sandbox: Any) -> httpx.MockTransport:
-    """The sandbox, except that the answer to the first `authorize` is lost after TikTok applied the code."""
-    inner = httpx.ASGITransport(app=sandbox)
-    lost: list[bool] = []
-
-    async def handle(request: httpx.Request) -> httpx.Response:
-        response = await inner.handle_async_request(request)
-        if request.url.path.endswith("/tt_video/authorize/") and not lost:
-            lost.append(True)
-            raise httpx.ReadTimeout("the answer never came back", request=request)
-        return response
-
-    return httpx.MockTransport(handle)
-
-
 @pytest.fixture
 async def started(settings: Settings, db: AsyncEngine, fast_retries: None) -> AsyncIterator[Callable[..., Any]]:
     """`await started(transport, settings=...)`: another app (a replica), on the test database, with that TikTok."""
@@ -407,7 +399,7 @@ class TestLinkRefusedWhenTheAuthorizationCannotBeUsed:
         assert await _identity_used(db, ANA) == 0
 
     async def test_pending_while_tiktoks_answer_is_unknown(self, started: Any, db: AsyncEngine) -> None:
-        client = (await started(_losing_first_authorize_answer(create_sandbox_app(slow_seconds=30.0)))).client
+        client = (await started(losing_first_authorize_answer(create_sandbox_app(slow_seconds=30.0)))).client
         await _register(client)
         assert_problem(await apply(client, ANA_30D), 504, "tiktok_timeout")
         listed = await client.get(f"/v1/advertisers/{ADVERTISER_ID}/authorizations", params={"status": "pending"})

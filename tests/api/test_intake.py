@@ -8,7 +8,6 @@ import io
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
 
@@ -30,8 +29,9 @@ from tests.api.helpers import (
     assert_problem,
     authorizations_in_database,
     count_rows,
+    losing_first_authorize_answer,
 )
-from tests.conftest import ADVERTISER_ID, Running, StoppablePostgres, register_advertiser, running, serving
+from tests.conftest import ADVERTISER_ID, StoppablePostgres, register_advertiser, running, serving
 
 VIDEO_30D = "#SBX+video/30d="
 VIDEO_60D = "#SBX+video/60d="
@@ -89,36 +89,8 @@ def _failing_authorize(sandbox: Any, answer: Callable[[], httpx.Response | None]
     return httpx.MockTransport(handle)
 
 
-def _losing_first_authorize_answer(sandbox: Any) -> httpx.MockTransport:
-    """The sandbox, except that the answer to the first `authorize` is lost after TikTok applied the code."""
-    inner = httpx.ASGITransport(app=sandbox)
-    lost: list[bool] = []
-
-    async def handle(request: httpx.Request) -> httpx.Response:
-        response = await inner.handle_async_request(request)
-        if request.url.path.endswith("/tt_video/authorize/") and not lost:
-            lost.append(True)
-            raise httpx.ReadTimeout("the answer never came back", request=request)
-        return response
-
-    return httpx.MockTransport(handle)
-
-
 def _system_error() -> httpx.Response:
     return httpx.Response(200, json={"code": 50000, "message": "System error", "request_id": "r", "data": {}})
-
-
-@pytest.fixture
-async def service(settings: Settings, db: AsyncEngine, fast_retries: None) -> AsyncIterator[Callable[..., Any]]:
-    """`await service(transport, settings=...)`: a started app on that TikTok, with a registered ad account."""
-    async with AsyncExitStack() as stack:
-
-        async def start(transport: httpx.AsyncBaseTransport, app_settings: Settings = settings) -> Running:
-            started = await stack.enter_async_context(running(app_settings, transport))
-            await register_advertiser(started.client)
-            return started
-
-        yield start
 
 
 class TestNoConnectionHeldWhileTikTokAnswers:
@@ -301,7 +273,7 @@ class TestTikTokAnswerLost:
     async def test_a_lost_answer_is_settled_where_a_second_authorize_would_be_refused(
         self, service: Any, db: AsyncEngine
     ) -> None:
-        transport = CountingTransport(_losing_first_authorize_answer(_sandbox()))
+        transport = CountingTransport(losing_first_authorize_answer(_sandbox()))
         client = (await service(transport)).client
         assert_problem(await apply(client, REFUSED_TWICE), 504, "tiktok_timeout")
         retried = await apply(client, REFUSED_TWICE)
@@ -444,7 +416,7 @@ class TestPairs:
         assert await count_rows(db, "authorizations") == 2
 
     async def test_a_pair_whose_answer_was_lost_is_settled_with_both_posts(self, service: Any, db: AsyncEngine) -> None:
-        transport = CountingTransport(_losing_first_authorize_answer(_sandbox()))
+        transport = CountingTransport(losing_first_authorize_answer(_sandbox()))
         client = (await service(transport)).client
         assert_problem(await apply(client, STITCH, STITCH_ORIGINAL), 504, "tiktok_timeout")
         assert [r["state"] for r in await authorizations_in_database(db)] == ["pending", "pending"]
@@ -458,7 +430,7 @@ class TestPairs:
     async def test_settle_activates_both_posts_of_a_pair_and_keeps_them_linked(
         self, service: Any, db: AsyncEngine
     ) -> None:
-        started = await service(_losing_first_authorize_answer(_sandbox()))
+        started = await service(losing_first_authorize_answer(_sandbox()))
         assert_problem(await apply(started.client, DUET, DUET_ORIGINAL), 504, "tiktok_timeout")
         assert await _settle(started.app) == intake.SettleReport(activated=2)
         rows = await authorizations_in_database(db)

@@ -50,20 +50,11 @@ from hypothesis.stateful import (
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.kit import clock as service_clock
-from app.kit.settings import Environment, Settings
+from app.kit.settings import Settings
 from dev.sandbox.app import create_sandbox_app
 from dev.sandbox.seed import DemoPost, demo_code
 from tests.api.helpers import assert_problem
-from tests.conftest import (
-    ADVERTISER_ID,
-    ADVERTISER_TOKEN,
-    API_KEY,
-    ENCRYPTION_KEY,
-    TIKTOK_BASE_URL,
-    register_advertiser,
-    running,
-    truncate_all,
-)
+from tests.conftest import ADVERTISER_ID, ADVERTISER_TOKEN, register_advertiser, running, settings_for, truncate_all
 
 T = TypeVar("T")
 
@@ -433,18 +424,7 @@ class PostsAndAds(RuleBasedStateMachine):
 
 
 def test_posts_ads_and_quotas_follow_the_model(database_url: str) -> None:
-    # The `settings` fixture's fields, on the run's database.
-    app_settings = Settings(
-        environment=Environment.test,
-        database_url=database_url,
-        tiktok_api_base_url=TIKTOK_BASE_URL,
-        bootstrap_api_key=API_KEY,  # type: ignore[arg-type]
-        encryption_keys=ENCRYPTION_KEY,  # type: ignore[arg-type]
-        tiktok_deadline_seconds=2.0,
-        tiktok_max_attempts=3,
-        log_format="console",  # type: ignore[arg-type]
-        log_level="WARNING",
-    )
+    app_settings = settings_for(database_url, log_level="WARNING")  # the failures' report stays readable
     with stamina.set_testing(True, attempts=100, cap=True):
         run_state_machine_as_test(
             lambda: PostsAndAds(app_settings),

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,26 +15,13 @@ from app.kit.settings import Settings
 from dev.sandbox.app import create_sandbox_app
 from dev.sandbox.seed import OWN_TT_USER_IDENTITY_ID, OWN_VIDEO_ITEM_ID
 from tests.api.helpers import CountingTransport, apply, assert_problem, count_rows
-from tests.conftest import ADVERTISER_ID, Running, register_advertiser, running
+from tests.conftest import ADVERTISER_ID
 
 VIDEO_30D = "#SBX+video/30d="
 DUET = "#SBX+duet/secondary="
 DUET_ORIGINAL = "#SBX+duet/original="
 STITCH = "#SBX+stitch/secondary="
 STITCH_ORIGINAL = "#SBX+stitch/original="
-
-
-@pytest.fixture
-async def service(settings: Settings, db: AsyncEngine, fast_retries: None) -> AsyncIterator[Callable[..., Any]]:
-    """`await service(transport)`: a started app on that TikTok, with a registered ad account."""
-    async with AsyncExitStack() as stack:
-
-        async def start(transport: httpx.AsyncBaseTransport, app_settings: Settings = settings) -> Running:
-            started = await stack.enter_async_context(running(app_settings, transport))
-            await register_advertiser(started.client)
-            return started
-
-        yield start
 
 
 def _link(client: httpx.AsyncClient, authorization_id: str, ad_id: str) -> Any:
