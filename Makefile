@@ -24,7 +24,7 @@ LOCK_ARGS ?=
 help:
 	@echo "make run      serve the API on http://127.0.0.1:8000 (embedded Postgres, TikTok sandbox, dev secrets)"
 	@echo "make test     run the whole test suite (ARGS=\"...\" is passed to pytest)"
-	@echo "make bench    intake and ads benchmarks: ratios to baselines measured in the same run"
+	@echo "make bench    intake, ads and batch benchmarks: ratios to baselines measured in the same run"
 	@echo "make lint     ruff, ruff format --check, mypy, lint-imports, hadolint"
 	@echo "make format   apply ruff's fixes and formatting"
 	@echo "make lock     recompile requirements/*.txt from requirements/*.in (LOCK_ARGS=--upgrade to upgrade)"
@@ -50,6 +50,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.intake $(ARGS)
 	$(PY) -m benchmarks.ads $(ARGS)
+	$(PY) -m benchmarks.batch $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,7 @@ from app.api_keys.routes import router as api_keys_router
 from app.authorizations.routes import router as authorizations_router
 from app.health.routes import router as health_router
 from app.kit.errors import NotAuthenticated, install_problem_handlers, problem_responses
+from app.kit.idempotency import IdempotencyMiddleware
 from app.kit.logging import configure_logging
 from app.kit.request_id import RequestIdMiddleware
 from app.kit.resources import open_resources
@@ -65,6 +66,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    # Added first, so it runs inside the request id's: a replayed answer carries the replaying request's id.
+    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=problem_responses(NotAuthenticated))

@@ -5,5 +5,7 @@ from app.advertisers.models import Advertiser
 from app.api_keys.models import ApiKey
 from app.authorizations.models import Authorization
 from app.kit.db import Base
+from app.kit.idempotency import IdempotencyKey
+from app.kit.rate_budget import CallTurns
 
-__all__ = ["Ad", "Advertiser", "ApiKey", "Authorization", "Base", "IdentityUsage"]
+__all__ = ["Ad", "Advertiser", "ApiKey", "Authorization", "Base", "CallTurns", "IdempotencyKey", "IdentityUsage"]

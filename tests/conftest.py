@@ -189,6 +189,8 @@ def settings_for(database_url: str, **changes: Any) -> Settings:
         "encryption_keys": ENCRYPTION_KEY,
         "tiktok_deadline_seconds": 2.0,
         "tiktok_max_attempts": 3,
+        # A budget so large that only the tests of the budget itself ever wait for a turn.
+        "tiktok_qps": 1000,
         "log_format": "console",
     }
     return Settings(**(values | changes))
@@ -286,7 +288,8 @@ async def advertiser(client: httpx.AsyncClient) -> dict[str, Any]:
 
 async def truncate_all(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE ads, identity_usage, authorizations, advertisers, api_keys CASCADE"))
+        tables = "ads, identity_usage, authorizations, advertisers, api_keys, call_turns, idempotency_keys"
+        await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
 
 
 @contextmanager

@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.kit.settings import Settings
-from dev.sandbox.seed import DEMO_CODES, OWN_POSTS, OwnPost
+from dev.sandbox.seed import (
+    BULK_CODE_COUNT,
+    BULK_CODE_FAMILY,
+    BULK_ITEM_ID_PREFIX,
+    BULK_WINDOW_DAYS,
+    DEMO_CODES,
+    OWN_POSTS,
+    OwnPost,
+    bulk_code,
+)
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -19,6 +28,18 @@ class TestReadme:
     def test_lists_every_sandbox_code(self) -> None:
         missing = [demo.code for demo in DEMO_CODES if f"`{demo.code}`" not in README]
         assert not missing, f"add these sandbox codes to the README: {missing}"
+
+    def test_lists_the_bulk_code_family_in_one_row(self) -> None:
+        rows = [line for line in README.splitlines() if line.startswith(f"| `{BULK_CODE_FAMILY}` |")]
+        assert len(rows) == 1, f"add one README row for the sandbox's bulk codes, `{BULK_CODE_FAMILY}`"
+        (row,) = rows
+        for wanted in (
+            f"`{bulk_code(0)}`",
+            f"`{bulk_code(BULK_CODE_COUNT - 1)}`",
+            f"`{BULK_ITEM_ID_PREFIX}`",
+            f"{BULK_WINDOW_DAYS}-day window",
+        ):
+            assert wanted in row, f"the README's bulk code row should say {wanted}"
 
     def test_lists_every_own_post_with_its_identity(self) -> None:
         rows = [line for line in README.splitlines() if line.startswith("| `")]

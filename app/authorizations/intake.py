@@ -108,16 +108,18 @@ class Policy:
 class Applied:
     authorization: Authorization
     created: bool
+    reordered: bool = False  # the two codes of a pair were given the other way round, and were put right (D12)
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
+class Plan:
     """What to apply, in TikTok's order (D12): the post's code, and for a Duet/Stitch the original's."""
 
     code: str
     post: PostInfo
     original_code: str | None = None
     original_post: PostInfo | None = None
+    reordered: bool = False
 
     @property
     def item_ids(self) -> list[str]:
@@ -170,15 +172,45 @@ async def apply_code(
     async with sessions() as session:
         advertiser = await advertisers.get(session, tiktok_advertiser_id=tiktok_advertiser_id)
         # A retry of a code already applied here answers from what is stored, without asking TikTok again.
-        known = await repository.find_by_code(session, advertiser_id=advertiser.id, fingerprints=box.fingerprints(code))
-        if known is not None and _is_applied_as_given(known, box, original_code, now):
+        known = await applied_already(session, box, advertiser, code=code, original_code=original_code, now=now)
+        if known is not None:
             return Applied(known, created=False)
 
     token = box.decrypt(advertiser.access_token_encrypted)
-    plan = await _plan(tiktok, advertiser, token, code=code, original_code=original_code, policy=policy, now=now)
+    post = await read_post(tiktok, advertiser, token, code)
+    original = (original_code, await read_post(tiktok, advertiser, token, original_code)) if original_code else None
+    plan = make_plan(code, post, original, policy=policy, now=now)
+    return await apply_plan(sessions, tiktok, box, policy, advertiser=advertiser, token=token, plan=plan)
+
+
+async def applied_already(
+    session: AsyncSession,
+    box: SecretBox,
+    advertiser: Advertiser,
+    *,
+    code: str,
+    original_code: str | None,
+    now: datetime,
+) -> Authorization | None:
+    """The active authorization this very code (and original's code) made here, if any: no need to ask TikTok."""
+    known = await repository.find_by_code(session, advertiser_id=advertiser.id, fingerprints=box.fingerprints(code))
+    return known if known is not None and _is_applied_as_given(known, box, original_code, now) else None
+
+
+async def apply_plan(
+    sessions: Sessions,
+    tiktok: TikTokClient,
+    box: SecretBox,
+    policy: Policy,
+    *,
+    advertiser: Advertiser,
+    token: str,
+    plan: Plan,
+) -> Applied:
+    """Phases 3 to 5 for a plan TikTok has described: claim, apply, activate."""
     claim = await _claim_when_free(sessions, box, policy, advertiser, plan)
     if isinstance(claim, Applied):
-        return claim
+        return Applied(claim.authorization, created=False, reordered=plan.reordered)
     try:
         bound = await _settle_unknown(sessions, tiktok, box, advertiser, token, claim)
     except TikTokError as error:
@@ -195,7 +227,8 @@ async def apply_code(
             raise as_problem(error) from error
     # Any other failure (Postgres gone, the request cancelled) leaves the claim to run out and the rows pending,
     # for the next apply of the post or `settle` to settle by reading TikTok.
-    return await _activate(sessions, box, advertiser, claim, plan, main_post=main_post)
+    applied = await _activate(sessions, box, advertiser, claim, plan, main_post=main_post)
+    return Applied(applied.authorization, created=applied.created, reordered=plan.reordered)
 
 
 def _is_applied_as_given(row: Authorization, box: SecretBox, original_code: str | None, now: datetime) -> bool:
@@ -224,7 +257,8 @@ def as_problem(error: TikTokError) -> ProblemError:
     return to_problem(error)
 
 
-async def _read_post(tiktok: TikTokClient, advertiser: Advertiser, token: str, code: str) -> PostInfo:
+async def read_post(tiktok: TikTokClient, advertiser: Advertiser, token: str, code: str) -> PostInfo:
+    """The post a code authorizes, as TikTok describes it; TikTok's refusals as ours."""
     try:
         return await tiktok.post_info(advertiser_id=advertiser.tiktok_advertiser_id, access_token=token, auth_code=code)
     except TikTokError as error:
@@ -259,33 +293,27 @@ def refuse_unusable(post: PostInfo, policy: Policy, now: datetime, *, role: str)
         )
 
 
-async def _plan(
-    tiktok: TikTokClient,
-    advertiser: Advertiser,
-    token: str,
-    *,
-    code: str,
-    original_code: str | None,
-    policy: Policy,
-    now: datetime,
-) -> _Plan:
+def make_plan(
+    code: str, post: PostInfo, original: tuple[str, PostInfo] | None, *, policy: Policy, now: datetime
+) -> Plan:
     """D12: the codes and posts to apply, in TikTok's order: the Duet/Stitch (secondary) first, then its
     original (primary). Refuses anything that cannot be used."""
-    post = await _read_post(tiktok, advertiser, token, code)
     refuse_unusable(post, policy, now, role="post")
-    if original_code is None:
+    if original is None:
         if post.original_item_id is not None:
             raise OriginalPostCodeRequired(
                 f"Post {post.item_id} is a Duet or Stitch of post {post.original_item_id}: send that post's code "
                 "as `original_post_auth_code`.",
                 original_item_id=post.original_item_id,
             )
-        return _Plan(code, post)
-    other = await _read_post(tiktok, advertiser, token, original_code)
+        return Plan(code, post)
+    original_code, other = original
+    reordered = False
     if post.original_item_id is None and other.original_item_id == post.item_id:
         # Given the other way round: the original first, the Duet/Stitch second. Swap them.
         log.info("authorization.apply.pair_reordered", item_id=other.item_id, original_item_id=post.item_id)
         code, post, original_code, other = original_code, other, code, post
+        reordered = True
         refuse_unusable(post, policy, now, role="post")
     if post.original_item_id is None:
         raise OriginalPostCodeUnexpected(
@@ -298,14 +326,14 @@ async def _plan(
             original_item_id=post.original_item_id,
         )
     refuse_unusable(other, policy, now, role="original")
-    return _Plan(code, post, original_code, other)
+    return Plan(code, post, original_code, other, reordered=reordered)
 
 
 # -- phase 3: claim the posts, recording the intent
 
 
 async def _claim_when_free(
-    sessions: Sessions, box: SecretBox, policy: Policy, advertiser: Advertiser, plan: _Plan
+    sessions: Sessions, box: SecretBox, policy: Policy, advertiser: Advertiser, plan: Plan
 ) -> _Claim | Applied:
     """Claim the plan's posts, waiting (without holding a connection) while another request owns them."""
     loop = asyncio.get_running_loop()
@@ -326,7 +354,7 @@ async def _claim_when_free(
 
 
 async def _claim(
-    sessions: Sessions, box: SecretBox, policy: Policy, advertiser: Advertiser, plan: _Plan
+    sessions: Sessions, box: SecretBox, policy: Policy, advertiser: Advertiser, plan: Plan
 ) -> _Claim | Applied | None:
     """One short transaction: the claim, the existing answer (a concurrent request applied it), or None (wait)."""
     now = clock.utcnow()
@@ -359,7 +387,7 @@ async def _claim(
 
 
 def _is_applied_as_planned(
-    main: Authorization, original: Authorization | None, plan: _Plan, box: SecretBox, now: datetime
+    main: Authorization, original: Authorization | None, plan: Plan, box: SecretBox, now: datetime
 ) -> bool:
     if main.status_at(now) is not AuthorizationStatus.active or main.auth_code_fingerprint not in box.fingerprints(
         plan.code
@@ -414,11 +442,13 @@ async def _settle_unknown(
             for row in await _rows(session, claim.unknown):
                 if row.item_id in bound:
                     _activate_row(row, bound[row.item_id], box)
+            await session.flush()
+            await repository.refresh_pair_windows(session, claim.unknown)
         log.info("authorization.apply.settled_from_tiktok", item_ids=sorted(bound))
     return bound
 
 
-async def _authorize(tiktok: TikTokClient, advertiser: Advertiser, token: str, plan: _Plan) -> PostInfo:
+async def _authorize(tiktok: TikTokClient, advertiser: Advertiser, token: str, plan: Plan) -> PostInfo:
     """Apply the plan on TikTok; the post as it is now bound. TikTok refusing because the post is already
     bound (unconfirmed whether it does) is not a failure: what it has bound is read back."""
     try:
@@ -461,7 +491,7 @@ async def _activate(
     box: SecretBox,
     advertiser: Advertiser,
     claim: _Claim,
-    plan: _Plan,
+    plan: Plan,
     *,
     main_post: PostInfo,
 ) -> Applied:
@@ -475,6 +505,9 @@ async def _activate(
             _activate_row(rows[claim.original_id], plan.original_post, box, code=plan.original_code)
         for row in rows.values():
             row.claimed_until = None
+        await session.flush()
+        await repository.refresh_pair_windows(session, claim.ids)
+        await session.refresh(main, attribute_names=["auth_start_at", "auth_end_at"])
     log.info(
         "authorization.applied",
         authorization_id=str(claim.main_id),
@@ -528,6 +561,9 @@ def fill_from_post(row: Authorization, post: PostInfo) -> None:
         if post.stitch_original_item_id
         else (None, None)
     )
+    row.code_start_at = post.auth_start_at
+    row.code_end_at = post.auth_end_at
+    # Usable in the code's window; a pair's is narrowed to what both codes cover once both rows are written.
     row.auth_start_at = post.auth_start_at
     row.auth_end_at = post.auth_end_at
     row.tiktok_auth_status = post.ad_auth_status
@@ -616,6 +652,9 @@ async def _settle_one(
             report.forgotten += 1
         else:
             report.released += 1
+        if post is not None:  # its window as TikTok shows it now: a pair's usable window follows
+            await session.flush()
+            await repository.refresh_pair_windows(session, [current.id])
     log.info(
         "authorization.settled",
         authorization_id=str(row.id),

@@ -121,7 +121,11 @@ class Authorization(IdMixin, TimestampMixin, Base):
     auth_code_fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     auth_code_hint: Mapped[str | None] = mapped_column(String(16))
 
-    # The window exactly as TikTok reported it (D3): never derived from a duration.
+    # The code's window exactly as TikTok reported it (D3): never derived from a duration.
+    code_start_at: Mapped[datetime | None]
+    code_end_at: Mapped[datetime | None]
+    # The window the post is usable in: the code's, or for a Duet/Stitch the part both codes cover (D12). What
+    # expiry reads (D3). Kept by `repository.refresh_pair_windows` whenever either code's window changes.
     auth_start_at: Mapped[datetime | None]
     auth_end_at: Mapped[datetime | None]
     tiktok_auth_status: Mapped[str | None] = mapped_column(Text)

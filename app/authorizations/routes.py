@@ -3,12 +3,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.advertisers import service as advertisers
 from app.advertisers.errors import AdvertiserNotFound
 from app.advertisers.routes import AdvertiserIdPath
-from app.authorizations import intake, own_posts, service, unauthorize
+from app.authorizations import batch, intake, own_posts, service, unauthorize
 from app.authorizations.errors import (
     REFUSALS,
     AdsStillActive,
@@ -18,11 +18,20 @@ from app.authorizations.errors import (
     PairStillBound,
 )
 from app.authorizations.models import AuthorizationStatus, IdentityType
-from app.authorizations.schemas import AuthorizationCreate, AuthorizationRead, OwnPostCreate
+from app.authorizations.schemas import (
+    AuthorizationBatchCreate,
+    AuthorizationBatchItem,
+    AuthorizationBatchRead,
+    AuthorizationCreate,
+    AuthorizationRead,
+    BatchOutcome,
+    OwnPostCreate,
+)
 from app.kit.clock import Now
 from app.kit.db import DbSession, Sessions
 from app.kit.deps import AppSettings, Secrets, TikTok
 from app.kit.errors import CursorInvalid, problem_responses
+from app.kit.idempotency import mark_not_to_replay
 from app.kit.pagination import Page, PageParams, page_params
 from app.kit.tiktok_problems import TIKTOK_PROBLEMS
 
@@ -71,7 +80,56 @@ async def apply_authorization_code(
     )
     if not applied.created:
         response.status_code = status.HTTP_200_OK
-    return AuthorizationRead.from_model(applied.authorization, now)
+    return AuthorizationRead.from_model(applied.authorization, now, reordered=applied.reordered)
+
+
+@router.post(
+    "/advertisers/{tiktok_advertiser_id}/authorizations/batch",
+    operation_id="applyAuthorizationCodes",
+    summary="Apply up to 20 creators' codes to an ad account",
+    responses=problem_responses(AdvertiserNotFound),
+)
+async def apply_authorization_codes(
+    tiktok_advertiser_id: AdvertiserIdPath,
+    body: AuthorizationBatchCreate,
+    request: Request,
+    sessions: Sessions,
+    tiktok: TikTok,
+    box: Secrets,
+    settings: AppSettings,
+    now: Now,
+) -> AuthorizationBatchRead:
+    """D11: each item is answered on its own, in order, with the outcome the single-code call would have had: one
+    bad code never spoils the others, and each item commits on its own. An item that is not a code at all refuses
+    the whole request (422 `request_invalid`), and nothing is applied. The two codes of a Duet/Stitch given as two
+    items are applied together (D12)."""
+    results = await batch.apply_batch(
+        sessions,
+        tiktok,
+        box,
+        intake.Policy.from_settings(settings),
+        tiktok_advertiser_id=tiktok_advertiser_id,
+        items=[(item.auth_code, item.original_post_auth_code) for item in body.items],
+        now=now,
+    )
+    if any(result.outcome is batch.Outcome.failed for result in results):
+        mark_not_to_replay(request)  # a retry with the same Idempotency-Key runs the failed items again
+    return AuthorizationBatchRead(
+        results=[
+            AuthorizationBatchItem(
+                index=index,
+                outcome=BatchOutcome(result.outcome.value),
+                authorization=(
+                    AuthorizationRead.from_model(result.applied.authorization, now, reordered=result.applied.reordered)
+                    if result.applied
+                    else None
+                ),
+                problem=result.problem.to_problem(request.url.path) if result.problem else None,
+                paired_with=result.paired_with,
+            )
+            for index, result in enumerate(results)
+        ]
+    )
 
 
 @router.post(

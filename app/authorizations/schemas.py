@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -63,12 +63,18 @@ class Creator(BaseModel):
     tiktok_name: str | None
 
 
+class Window(BaseModel):
+    start_at: datetime | None
+    end_at: datetime | None
+
+
 class OriginalPost(BaseModel):
     kind: OriginKind = Field(description="Whether this post is a Duet or a Stitch of the original.")
     item_id: str = Field(description="The original post's TikTok id.")
     authorization_id: uuid.UUID | None = Field(
         description="The original post's own authorization in this ad account: TikTok binds both posts (D12)."
     )
+    code_window: Window | None = Field(description="The original's code's own window, as TikTok reported it.")
 
 
 class AuthorizationWarning(BaseModel):
@@ -86,8 +92,21 @@ class AuthorizationRead(BaseModel):
     video_duration_seconds: float | None = Field(description="Null for carousels.")
     post_status: str = Field(description="TikTok's post status, prefixes folded (e.g. `HESITATE_RECOMMEND`).")
     original_post: OriginalPost | None = Field(description="Set when the post is a Duet or Stitch.")
-    auth_start_at: datetime | None = Field(description="Window start, as TikTok reported it.")
-    auth_end_at: datetime | None = Field(description="Window end, as TikTok reported it.")
+    primary_creator: Creator | None = Field(
+        description="For a Duet/Stitch: the original video's creator, whose code is the `original_post_auth_code`."
+    )
+    secondary_creator: Creator | None = Field(
+        description="For a Duet/Stitch: the creator who made it (the same as `creator`)."
+    )
+    auth_start_at: datetime | None = Field(
+        description="When the post became usable: the code's window start, as TikTok reported it; for a Duet/Stitch "
+        "the later of both codes' starts."
+    )
+    auth_end_at: datetime | None = Field(
+        description="When the post stops being usable (D3): the code's window end, as TikTok reported it; for a "
+        "Duet/Stitch the earlier of both codes' ends (D12)."
+    )
+    code_window: Window = Field(description="This code's own window, as TikTok reported it.")
     tiktok_auth_status: str | None = Field(description="TikTok's `ad_auth_status` when the code was applied.")
     status: AuthorizationStatus = Field(
         description="`expired` as soon as the window has ended (D3). `pending`: the code was being applied when "
@@ -102,39 +121,106 @@ class AuthorizationRead(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def from_model(cls, authorization: Authorization, now: datetime) -> AuthorizationRead:
-        """What a caller sees of `authorization` at `now` (one `now` per request: see app.kit.clock)."""
-        original = (
-            OriginalPost(
+    def from_model(cls, authorization: Authorization, now: datetime, *, reordered: bool = False) -> AuthorizationRead:
+        """What a caller sees of `authorization` at `now` (one `now` per request: see app.kit.clock). `reordered`:
+        the answer to an apply whose two codes were given the other way round says so."""
+        creator = Creator(
+            identity_type=IdentityType(authorization.identity_type),
+            identity_id=authorization.identity_id,
+            tiktok_name=authorization.tiktok_name,
+        )
+        original = None
+        primary = None
+        if authorization.origin_kind and authorization.original_item_id:
+            # Loaded with every read (repository._LOADED): the original post's own authorization.
+            original_row = authorization.original_authorization if authorization.original_authorization_id else None
+            original = OriginalPost(
                 kind=OriginKind(authorization.origin_kind),
                 item_id=authorization.original_item_id,
                 authorization_id=authorization.original_authorization_id,
+                code_window=(
+                    Window(start_at=original_row.code_start_at, end_at=original_row.code_end_at)
+                    if original_row is not None
+                    else None
+                ),
             )
-            if authorization.origin_kind and authorization.original_item_id
-            else None
-        )
+            if original_row is not None:
+                primary = Creator(
+                    identity_type=IdentityType(original_row.identity_type),
+                    identity_id=original_row.identity_id,
+                    tiktok_name=original_row.tiktok_name,
+                )
         return cls(
             id=authorization.id,
             advertiser_id=authorization.advertiser.tiktok_advertiser_id,
             item_id=authorization.item_id,
             item_type=ItemType(authorization.item_type),
-            creator=Creator(
-                identity_type=IdentityType(authorization.identity_type),
-                identity_id=authorization.identity_id,
-                tiktok_name=authorization.tiktok_name,
-            ),
+            creator=creator,
+            primary_creator=primary,
+            secondary_creator=creator if original is not None else None,
             caption=authorization.caption,
             video_duration_seconds=authorization.duration_seconds,
             post_status=authorization.post_status,
             original_post=original,
             auth_start_at=authorization.auth_start_at,
             auth_end_at=authorization.auth_end_at,
+            code_window=Window(start_at=authorization.code_start_at, end_at=authorization.code_end_at),
             tiktok_auth_status=authorization.tiktok_auth_status,
             status=authorization.status_at(now),
             code_hint=authorization.auth_code_hint,
             active_ads=authorization.active_ads,
             unauthorized_at=authorization.unauthorized_at,
-            warnings=[AuthorizationWarning(reason=r, detail=d) for r, d in authorization.warnings()],
+            warnings=[AuthorizationWarning(reason=r, detail=d) for r, d in authorization.warnings()]
+            + (
+                [
+                    AuthorizationWarning(
+                        reason="codes_reordered",
+                        detail="The original post's code came in `auth_code`: the two were put in TikTok's order "
+                        "(the Duet/Stitch's first, then the original's) and applied (D12).",
+                    )
+                ]
+                if reordered
+                else []
+            ),
             created_at=authorization.created_at,
             updated_at=authorization.updated_at,
         )
+
+
+class AuthorizationBatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[AuthorizationCreate] = Field(
+        min_length=1,
+        max_length=20,
+        description="1 to 20 codes (D11). The two codes of a Duet/Stitch may come as one item (the Duet/Stitch's "
+        "in `auth_code`, the original's in `original_post_auth_code`) or as two items: they are paired (D12).",
+    )
+
+
+class BatchOutcome(StrEnum):
+    created = "created"
+    existing = "existing"
+    rejected = "rejected"
+    failed = "failed"
+
+
+class AuthorizationBatchItem(BaseModel):
+    index: int = Field(description="The item's position in the request, from 0.")
+    outcome: BatchOutcome = Field(
+        description="`created`: applied now; `existing`: already authorized (or the same code earlier in the "
+        "batch); `rejected`: refused, see `problem` (sending it again will not help); `failed`: could not be done "
+        "now, see `problem` (`retryable`)."
+    )
+    authorization: AuthorizationRead | None = Field(description="For `created` and `existing`.")
+    problem: dict[str, Any] | None = Field(
+        description="For `rejected` and `failed`: the same problem body the single-code call answers with "
+        "(`reason`, `detail`, `retryable`...)."
+    )
+    paired_with: int | None = Field(
+        description="The index of the other item of a Duet/Stitch given as two items: both report one authorization."
+    )
+
+
+class AuthorizationBatchRead(BaseModel):
+    results: list[AuthorizationBatchItem] = Field(description="One per item, in the request's order.")

@@ -48,7 +48,7 @@ class ProblemError(Exception):
     reason: ClassVar[str] = "bad_request"
     title: ClassVar[str] = "Bad request"
     retryable: ClassVar[bool] = False
-    retry_after_seconds: ClassVar[int | None] = None  # sent as Retry-After when set
+    retry_after_seconds: int | None = None  # sent as Retry-After when set; an instance may say its own
 
     def __init__(self, detail: str | None = None, **extensions: Any) -> None:
         super().__init__(detail or self.title)
@@ -211,6 +211,11 @@ def _openapi_with_problem_schema(app: FastAPI) -> Any:
             schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
+            # A middleware that changes what operations accept or answer (idempotency keys) documents it here.
+            for middleware in app.user_middleware:
+                document = getattr(middleware.cls, "document_openapi", None)
+                if document is not None:
+                    document(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

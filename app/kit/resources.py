@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.kit.crypto import SecretBox
 from app.kit.db import create_engine, create_sessionmaker
+from app.kit.rate_budget import PostgresCallBudget
 from app.kit.settings import Settings
 from app.tiktok.client import TikTokClient
 
@@ -42,11 +43,12 @@ async def open_resources(
         timeout=settings.tiktok_request_timeout_seconds,
         headers={"User-Agent": USER_AGENT},
     )
+    sessionmaker = create_sessionmaker(engine)
     try:
         yield Resources(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             secret_box=SecretBox([key.get_secret_value() for key in settings.encryption_keys]),
             tiktok=TikTokClient(
                 http,
@@ -54,6 +56,7 @@ async def open_resources(
                 deadline_seconds=settings.tiktok_deadline_seconds,
                 request_timeout_seconds=settings.tiktok_request_timeout_seconds,
                 max_attempts=settings.tiktok_max_attempts,
+                budget=PostgresCallBudget(sessionmaker, qps=settings.tiktok_qps),
             ),
         )
     finally:

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     tiktok_deadline_seconds: float = Field(default=15.0, gt=0)
     tiktok_request_timeout_seconds: float = Field(default=5.0, gt=0)
     tiktok_max_attempts: int = Field(default=4, ge=1, le=10)
+    # TikTok's calls per second for this developer app (Basic tier: 10), shared by every replica.
+    tiktok_qps: int = Field(default=10, ge=1, le=1000)
 
     database_pool_size: int = Field(default=10, ge=1)
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0)

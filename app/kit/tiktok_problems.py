@@ -8,6 +8,7 @@ or post are not here either: the authorizations domain names those (`REFUSAL_BY_
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from app.kit.errors import ProblemError
 from app.tiktok.errors import (
     TikTokAccessTokenInvalid,
     TikTokBadResponse,
+    TikTokBudgetExhausted,
     TikTokError,
     TikTokPermissionDenied,
     TikTokRateLimited,
@@ -100,6 +102,13 @@ _BY_ERROR: tuple[tuple[type[TikTokError], type[ProblemError]], ...] = (
 
 def to_problem(error: TikTokError) -> ProblemError:
     """The problem a caller sees for a TikTok failure nobody handled more precisely."""
+    if isinstance(error, TikTokBudgetExhausted):
+        # This service's own budget, not TikTok's answer: there is no TikTok code or request id to quote.
+        problem = TikTokRateLimitedProblem(
+            f"{error.message} (the calls every replica makes to TikTok share TIKTOK_QPS per second)"
+        )
+        problem.retry_after_seconds = max(math.ceil(error.retry_after_seconds), 1)
+        return problem
     for error_type, problem_type in _BY_ERROR:
         if isinstance(error, error_type):
             return problem_type(error.message, **tiktok_details(error))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import stamina
@@ -22,10 +22,10 @@ import structlog
 
 from app.tiktok.classify import About, read_envelope
 from app.tiktok.errors import (
-    NOTHING_DONE,
     TikTokBadResponse,
     TikTokError,
     TikTokNotReached,
+    TikTokRateLimited,
     TikTokRequestRejected,
     TikTokTimeout,
     TikTokTransientError,
@@ -34,7 +34,7 @@ from app.tiktok.errors import (
 from app.tiktok.models import IdentityType, ItemType, PostInfo, PostPage
 from app.tiktok.parse import JsonObject, parse_identity_post, parse_page, parse_post
 
-__all__ = ["TikTokClient"]
+__all__ = ["CallBudget", "TikTokClient"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +47,19 @@ _PATH_UNBIND = "tt_video/unbind/"
 _PATH_IDENTITY_VIDEO_INFO = "identity/video/info/"
 
 _MAX_PAGE_SIZE = 50  # tt_video/list's largest page
+
+
+# Failures after which TikTok surely did nothing with a request, and which time may cure: what a request that is
+# not idempotent (authorize) may be sent again after. (Running out of this service's own budget is not one:
+# waiting longer is the caller's decision.)
+_SAFE_TO_RESEND: tuple[type[TikTokError], ...] = (TikTokRateLimited, TikTokNotReached)
+
+
+class CallBudget(Protocol):
+    """Turns to call TikTok, shared by every replica (TikTok counts calls per developer app, not per process)."""
+
+    async def take_turn(self, *, max_wait_seconds: float) -> None:
+        """Return when this call may be sent; raise TikTokBudgetExhausted if no turn frees within the wait."""
 
 
 class TikTokClient:
@@ -66,7 +79,9 @@ class TikTokClient:
         wait_initial_seconds: float = 1.0,
         wait_max_seconds: float = 5.0,
         wait_jitter_seconds: float = 0.5,
+        budget: CallBudget | None = None,
     ) -> None:
+        """`budget`: every attempt of every call waits for a turn from it first; None sends at once."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._http = http
@@ -78,6 +93,7 @@ class TikTokClient:
         self._wait_initial_seconds = wait_initial_seconds
         self._wait_max_seconds = wait_max_seconds
         self._wait_jitter_seconds = wait_jitter_seconds
+        self._budget = budget
 
     async def post_info(self, *, advertiser_id: str, access_token: str, auth_code: str) -> PostInfo:
         """The post a code authorizes, as TikTok describes it (`GET tt_video/info/`)."""
@@ -117,7 +133,7 @@ class TikTokClient:
             # Not confirmed idempotent: tried again only when TikTok surely did nothing with the first attempt.
             # A timeout or a system error may come after the code was applied; the caller settles those by
             # reading TikTok (`find_bound_post`) instead of applying the code twice.
-            retry_on=NOTHING_DONE,
+            retry_on=_SAFE_TO_RESEND,
         )
 
     async def list_posts(
@@ -251,8 +267,13 @@ class TikTokClient:
     ) -> T:
         secrets = (*secrets, access_token)
         attempt_number = 0
+        loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + self._deadline_seconds
 
         async def once() -> T:
+            if self._budget is not None:
+                # Each attempt is a call TikTok counts: each takes its turn, within what is left of the deadline.
+                await self._budget.take_turn(max_wait_seconds=max(deadline_at - loop.time(), 0.0))
             data = await self._send(
                 method,
                 path,

@@ -81,6 +81,16 @@ class TikTokBadResponse(TikTokTransientError):
     """The body was not TikTok's envelope (not JSON, or missing `code`/`data` where they must be)."""
 
 
+class TikTokBudgetExhausted(TikTokError):
+    """This service's own budget of TikTok calls has no turn free before the call's deadline: the call was not
+    sent. Not retried here (waiting longer is what the caller decides); `retry_after_seconds` says when a turn frees.
+    """
+
+    def __init__(self, message: str, *, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class TikTokPermanentError(TikTokError):
     """Trying again will not help."""
 
@@ -115,4 +125,4 @@ class TikTokRequestRejected(TikTokPermanentError):
 # Failures after which TikTok surely did nothing with the request: safe to send again even when the request is
 # not idempotent. After any other transient failure (a timeout, a system error) the request may have been
 # carried out; after a permanent one TikTok said no.
-NOTHING_DONE: tuple[type[TikTokError], ...] = (TikTokRateLimited, TikTokNotReached)
+NOTHING_DONE: tuple[type[TikTokError], ...] = (TikTokRateLimited, TikTokNotReached, TikTokBudgetExhausted)

@@ -10,7 +10,7 @@ import argparse
 import uvicorn
 
 from dev.sandbox.app import create_sandbox_app
-from dev.sandbox.seed import DEMO_CODES, OWN_VIDEO_ITEM_ID, own_post
+from dev.sandbox.seed import BULK_CODE_COUNT, BULK_CODE_FAMILY, DEMO_CODES, OWN_VIDEO_ITEM_ID, bulk_code, own_post
 
 # The few codes worth showing at start-up; the README lists them all.
 _SHOWN = (
@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     for demo in DEMO_CODES:
         if demo.code in _SHOWN:
             print(f"  {demo.code:<28} {demo.description}")
+    print(
+        f"  {BULK_CODE_FAMILY:<28} {BULK_CODE_COUNT:,} valid public videos for batches, "
+        f"{bulk_code(0)} to {bulk_code(BULK_CODE_COUNT - 1)}"
+    )
     shown = own_post(OWN_VIDEO_ITEM_ID)
     print("An own post (no code; identity/video/info/, the README lists them all):")
     print(

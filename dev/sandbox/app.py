@@ -1,7 +1,8 @@
 """A stateful stand-in for TikTok's Spark Ads post endpoints, speaking its protocol (tiktok-business-api.md).
 
 It exists so that the service, its tests and a developer's laptop can go through every situation in
-`seed.DEMO_CODES` (valid windows, expired codes, banned posts, Duets, rate limits, outages) without TikTok.
+`seed.DEMO_CODES` (valid windows, expired codes, banned posts, Duets, rate limits, outages) without TikTok, and
+send batches of valid codes from the bulk family `#SBX+bulk/<n>=` (`seed.find_demo_code` knows both).
 
 `identity/video/info/` describes one post (`item_id`; the plural `item_ids` is not served) of one identity:
 the brand's own posts of `seed.OWN_POSTS` (D1: `TT_USER`, and `BC_AUTH_TT` with its Business Center's id), and
@@ -15,8 +16,14 @@ likely answer would spare the service a case TikTok may still present, a seeded 
 idempotent here, except for `#SBX+authorize/refused-twice=`, which refuses a post already bound, and
 `#SBX+authorize/times-out=`, which binds and then answers too late.
 
-State (which posts are bound to which advertiser, how often a flaky code has failed) lives in the app
-instance, so every test that builds its own app starts clean. Codes and tokens are never logged.
+A Duet/Stitch's `original_post_auth_code` must be the code of its original post and usable itself: an expired
+original's code is refused as `auth_code_expired`, in the same words as the Duet's own code would be, so the
+answer does not say which of the two expired.
+
+State (which posts are bound to which advertiser, how often a flaky code has failed, when each call arrived) lives
+in the app instance, so every test that builds its own app starts clean. `Sandbox.calls` records the arrival time
+of every request, on any path, and `Sandbox.max_calls_in_any_second()` says how many TikTok would have seen in its
+busiest second. Codes and tokens are never logged.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import asyncio
 import json
 import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,11 +40,13 @@ from typing import Any
 
 import structlog
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dev.sandbox.seed import CODES_BY_TEXT, OWN_POSTS_BY_ITEM_ID, Behaviour, DemoCode, DemoPost
+from dev.sandbox.seed import OWN_POSTS_BY_ITEM_ID, Behaviour, DemoCode, DemoPost, find_demo_code
 
 __all__ = [
     "API_PREFIX",
@@ -99,6 +109,25 @@ class Sandbox:
     created_at: datetime
     bindings: dict[str, dict[str, _Binding]] = field(default_factory=dict)
     flaky_calls: dict[str, int] = field(default_factory=dict)
+    # (monotonic time, path) of every request as it arrived, whatever its path or answer.
+    calls: list[tuple[float, str]] = field(default_factory=list)
+    monotonic: Callable[[], float] = time.monotonic
+
+    # -- the calls TikTok sees
+
+    def record_call(self, path: str) -> None:
+        self.calls.append((self.monotonic(), path))
+
+    def max_calls_in_any_second(self) -> int:
+        """The most calls that arrived within any interval [t, t + 1 s): what a per-second limit would see."""
+        times = sorted(moment for moment, _ in self.calls)
+        most = 0
+        first = 0
+        for last, moment in enumerate(times):
+            while moment - times[first] >= 1.0:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
 
     # -- endpoints
 
@@ -127,9 +156,11 @@ class Sandbox:
         if original_item_id is not None:
             if not isinstance(original_code, str) or not original_code:
                 raise _invalid("original_post_auth_code is required for duet/stitch posts")
-            original = CODES_BY_TEXT.get(original_code)
+            original = find_demo_code(original_code)
             if original is None or original.post is None or original.post.item_id != original_item_id:
                 raise _invalid("original_post_auth_code does not match the original post")
+            # The original's code must be usable too; refused in the same words as the Duet's own code would be.
+            self._refuse_unusable(original, original.post)
 
         bound = self.bindings.setdefault(advertiser_id, {})
         if demo.behaviour is Behaviour.refused_twice and post.item_id in bound:
@@ -234,7 +265,7 @@ class Sandbox:
 
     async def _resolve(self, code: str, *, endpoint: str) -> DemoCode:
         """The seeded code, or the error/fault it stands for."""
-        demo = CODES_BY_TEXT.get(code)
+        demo = find_demo_code(code)
         if demo is None:
             raise _ApiError(40007, "auth_code_not_found: the authorization code does not exist.")
         match demo.behaviour:
@@ -481,6 +512,19 @@ def _endpoint(sandbox: Sandbox, handler: _Handler) -> Callable[[Request], Awaita
     return endpoint
 
 
+class _CountCalls:
+    """Records every HTTP request as it arrives, before routing: a 404 is a call TikTok sees too."""
+
+    def __init__(self, app: ASGIApp, sandbox: Sandbox) -> None:
+        self.app = app
+        self.sandbox = sandbox
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.sandbox.record_call(scope["path"])
+        await self.app(scope, receive, send)
+
+
 def create_sandbox_app(*, slow_seconds: float = 30.0, now: Callable[[], datetime] | None = None) -> Starlette:
     """A fresh sandbox with the seeded codes; windows are relative to `now()` at creation."""
     clock = now or (lambda: datetime.now(UTC))
@@ -494,7 +538,7 @@ def create_sandbox_app(*, slow_seconds: float = 30.0, now: Callable[[], datetime
         Route(f"{API_PREFIX}/unbind/", _endpoint(sandbox, sandbox.unbind), methods=["POST"]),
         Route(IDENTITY_VIDEO_INFO_PATH, _endpoint(sandbox, sandbox.identity_video_info), methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(_CountCalls, sandbox=sandbox)])
     # TikTok answers a path without its trailing slash with a plain 404, not a redirect.
     app.router.redirect_slashes = False
     app.state.sandbox = sandbox

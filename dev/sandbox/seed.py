@@ -1,5 +1,6 @@
-"""The sandbox's demo codes: one per situation the service must handle, with stable post ids; and the brand's own
-posts (`OWN_POSTS`), which need no code (D1) and are read with `identity/video/info`.
+"""The sandbox's demo codes: one per situation the service must handle, with stable post ids (`DEMO_CODES`); a
+family of 10,000 valid codes for batches (`#SBX+bulk/<n>=`, built on demand by `find_demo_code`); and the brand's
+own posts (`OWN_POSTS`), which need no code (D1) and are read with `identity/video/info`.
 
 Codes follow the shape of real ones (a leading `#`, then base64-like text with `+`, `/` and `=`) so that every
 demo exercises URL encoding; the part after `#SBX+` says what the code is for. Item ids and identity ids are
@@ -8,8 +9,10 @@ hard-coded so that they are the same on every run and in every test.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 
 
 class Behaviour(StrEnum):
@@ -69,7 +72,11 @@ class DemoCode:
 DUET_ORIGINAL_ITEM_ID = "7380112233445566701"
 STITCH_ORIGINAL_ITEM_ID = "7380112233445566702"
 UNRELATED_ORIGINAL_ITEM_ID = "7380112233445566703"
+DUET_EXPIRED_ORIGINAL_ITEM_ID = "7380112233445566704"  # the original of a Duet, whose own code has expired
+DUET_SHORT_ORIGINAL_ITEM_ID = "7380112233445566705"  # the original of a Duet, whose window ends before the Duet's
 DUET_ITEM_ID = "7380112233445566711"
+DUET_OF_EXPIRED_ORIGINAL_ITEM_ID = "7380112233445566717"
+DUET_OF_SHORT_ORIGINAL_ITEM_ID = "7380112233445566718"
 VIDEO_30D_ITEM_ID = "7380112233445566002"
 VIDEO_60D_ITEM_ID = "7380112233445566004"
 REFUSED_TWICE_ITEM_ID = "7380112233445566801"
@@ -233,6 +240,46 @@ DEMO_CODES: tuple[DemoCode, ...] = (
         DemoPost(UNRELATED_ORIGINAL_ITEM_ID, "Unrelated clip", _BRUNO, duration=22.0),
     ),
     DemoCode(
+        "#SBX+duet-expired-original/secondary=",
+        "Duet (secondary creator's code), 30-day window, whose original's code has expired: authorize with "
+        "original_post_auth_code #SBX+duet-expired-original/original= answers 40002 auth_code_expired",
+        DemoPost(
+            DUET_OF_EXPIRED_ORIGINAL_ITEM_ID,
+            "Dueting last summer's hit",
+            _CHIDI,
+            duration=24.0,
+            duet_original_item_id=DUET_EXPIRED_ORIGINAL_ITEM_ID,
+        ),
+    ),
+    DemoCode(
+        "#SBX+duet-expired-original/original=",
+        "the original video of that Duet (primary creator's code), expired: info answers the post with "
+        "ad_auth_status EXPIRED and an end in the past; authorize answers 40002 auth_code_expired, on its own or "
+        "as original_post_auth_code",
+        DemoPost(DUET_EXPIRED_ORIGINAL_ITEM_ID, "Last summer's hit", _ANA, duration=17.0),
+        behaviour=Behaviour.expired_status,
+    ),
+    DemoCode(
+        "#SBX+duet-short-original/secondary=",
+        "Duet (secondary creator's code), 60-day window; authorize needs original_post_auth_code "
+        "#SBX+duet-short-original/original=, whose window ends first",
+        DemoPost(
+            DUET_OF_SHORT_ORIGINAL_ITEM_ID,
+            "Dueting the latte art",
+            _DANA,
+            duration=26.0,
+            duet_original_item_id=DUET_SHORT_ORIGINAL_ITEM_ID,
+        ),
+        window_days=60,
+    ),
+    DemoCode(
+        "#SBX+duet-short-original/original=",
+        "the original video of that Duet (primary creator's code), 7-day window: authorizing the pair binds both "
+        "posts, each with its own window",
+        DemoPost(DUET_SHORT_ORIGINAL_ITEM_ID, "Latte art in one pour", _BRUNO, duration=21.0),
+        window_days=7,
+    ),
+    DemoCode(
         "#SBX+duet/multi-level=",
         "Duet of a Duet (is_multi_duet_stitch): authorize answers 40002 multi_duet_stitch_refused",
         DemoPost(
@@ -326,12 +373,71 @@ DEMO_CODES: tuple[DemoCode, ...] = (
     ),
 )
 
-CODES_BY_TEXT: dict[str, DemoCode] = {demo.code: demo for demo in DEMO_CODES}
+CODES_BY_TEXT: dict[str, DemoCode] = {demo.code: demo for demo in DEMO_CODES}  # the seeded codes only
+
+
+# -- The bulk family: `#SBX+bulk/<n>=` for n from 0 to 9999, valid public videos for batches of codes.
+#
+# Only n's canonical decimal spelling is a code: `#SBX+bulk/7=` is n = 7, while `#SBX+bulk/007=`, `#SBX+bulk/+7=`
+# and `#SBX+bulk/10000=` are codes TikTok never issued, answered like any unknown code (40007). Each DemoCode is
+# built when first asked for and kept, not 10,000 at import.
+
+BULK_CODE_FAMILY = "#SBX+bulk/<n>="  # how the README names the family
+BULK_CODE_COUNT = 10_000
+BULK_ITEM_ID_PREFIX = "73801122334500"  # + n in 5 digits: 7380112233450000000 to 7380112233450009999
+BULK_WINDOW_DAYS = 30
+BULK_CREATORS: tuple[Creator, ...] = (  # n % 5 picks the creator
+    Creator("7301000000000000101", "sbx.batch.ava"),
+    Creator("7301000000000000102", "sbx.batch.ben"),
+    Creator("7301000000000000103", "sbx.batch.cleo"),
+    Creator("7301000000000000104", "sbx.batch.dev"),
+    Creator("7301000000000000105", "sbx.batch.eli"),
+)
+_BULK_CODE = re.compile(r"#SBX\+bulk/(0|[1-9][0-9]{0,3})=")
+
+
+def bulk_code(n: int) -> str:
+    """The bulk code for n, in its one spelling the sandbox knows."""
+    if not 0 <= n < BULK_CODE_COUNT:
+        raise ValueError(f"bulk codes run from 0 to {BULK_CODE_COUNT - 1}, not {n}")
+    return f"#SBX+bulk/{n}="
+
+
+def bulk_item_id(n: int) -> str:
+    """The item id of bulk code n's post: stable, 19 digits, apart from every seeded post."""
+    if not 0 <= n < BULK_CODE_COUNT:
+        raise ValueError(f"bulk codes run from 0 to {BULK_CODE_COUNT - 1}, not {n}")
+    return f"{BULK_ITEM_ID_PREFIX}{n:05d}"
+
+
+@cache
+def _bulk_demo_code(n: int) -> DemoCode:
+    creator = BULK_CREATORS[n % len(BULK_CREATORS)]
+    return DemoCode(
+        bulk_code(n),
+        f"bulk code {n}: valid public video, {BULK_WINDOW_DAYS}-day window",
+        DemoPost(bulk_item_id(n), f"Batch clip number {n}", creator, duration=10.0 + n % 60),
+        window_days=BULK_WINDOW_DAYS,
+    )
+
+
+def find_demo_code(code: str) -> DemoCode | None:
+    """The code the sandbox knows by that text, seeded or bulk; None for a code it never issued. Every lookup of
+    a code in the sandbox goes through here."""
+    seeded = CODES_BY_TEXT.get(code)
+    if seeded is not None:
+        return seeded
+    bulk = _BULK_CODE.fullmatch(code)
+    return _bulk_demo_code(int(bulk.group(1))) if bulk is not None else None
 
 
 def demo_code(code: str) -> DemoCode:
-    """The seeded code with that text; KeyError for anything else (tests name codes that must exist)."""
-    return CODES_BY_TEXT[code]
+    """The known code with that text, seeded or bulk; KeyError for anything else (tests name codes that must
+    exist)."""
+    demo = find_demo_code(code)
+    if demo is None:
+        raise KeyError(code)
+    return demo
 
 
 # -- The brand's own posts (D1): no code, read by identity and item id with `identity/video/info`.

@@ -54,6 +54,7 @@ def live_server(database_url: str) -> Iterator[str]:
         encryption_keys="S3uEsldm1tB0-7Hx6UTfb7HhAdLgd2nsv0k1tq7HdX0=",  # type: ignore[arg-type]
         tiktok_deadline_seconds=1.0,
         tiktok_max_attempts=1,
+        tiktok_qps=1000,
         log_level="WARNING",
     )
     app = create_app(config, tiktok_transport=httpx.ASGITransport(app=create_sandbox_app(slow_seconds=5.0)))

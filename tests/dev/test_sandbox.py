@@ -3,6 +3,7 @@ answer each seeded code the way the README says, so that the service's own tests
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -23,11 +24,20 @@ from app.tiktok.errors import (
     TikTokUnavailable,
 )
 from app.tiktok.models import IdentityType, ItemType, PostInfo, PostStatus
-from dev.sandbox import DEMO_CODES, OWN_POSTS, OwnPost, create_sandbox_app
-from dev.sandbox.app import IDENTITY_VIDEO_INFO_PATH, POST_NOT_UNDER_IDENTITY
+from dev.sandbox import DEMO_CODES, OWN_POSTS, OwnPost, create_sandbox_app, find_demo_code
+from dev.sandbox.app import API_PREFIX, IDENTITY_VIDEO_INFO_PATH, POST_NOT_UNDER_IDENTITY, Sandbox
 from dev.sandbox.seed import (
+    BULK_CODE_COUNT,
+    BULK_CREATORS,
+    BULK_ITEM_ID_PREFIX,
+    BULK_WINDOW_DAYS,
+    CODES_BY_TEXT,
+    DUET_EXPIRED_ORIGINAL_ITEM_ID,
     DUET_ITEM_ID,
+    DUET_OF_EXPIRED_ORIGINAL_ITEM_ID,
+    DUET_OF_SHORT_ORIGINAL_ITEM_ID,
     DUET_ORIGINAL_ITEM_ID,
+    DUET_SHORT_ORIGINAL_ITEM_ID,
     OWN_BANNED_ITEM_ID,
     OWN_BC_AUTH_TT,
     OWN_BC_ID,
@@ -44,6 +54,8 @@ from dev.sandbox.seed import (
     STITCH_ORIGINAL_ITEM_ID,
     TIMES_OUT_ITEM_ID,
     VIDEO_30D_ITEM_ID,
+    bulk_code,
+    bulk_item_id,
     demo_code,
     own_post,
 )
@@ -902,3 +914,351 @@ class TestIdentityVideoInfo:
             (IDENTITY_VIDEO_INFO_PATH, 40007),
         ]
         assert ACCESS_TOKEN not in repr(events)
+
+
+EXPIRED_ORIGINAL_DUET = "#SBX+duet-expired-original/secondary="
+EXPIRED_ORIGINAL = "#SBX+duet-expired-original/original="
+SHORT_ORIGINAL_DUET = "#SBX+duet-short-original/secondary="
+SHORT_ORIGINAL = "#SBX+duet-short-original/original="
+
+
+class TestDuetPairs:
+    """D12 pairs whose original's code is the problem: expired, or ending before the Duet's own window."""
+
+    def test_the_pairs_are_seeded_with_stable_ids(self) -> None:
+        assert item_id_of(EXPIRED_ORIGINAL_DUET) == DUET_OF_EXPIRED_ORIGINAL_ITEM_ID == "7380112233445566717"
+        assert item_id_of(EXPIRED_ORIGINAL) == DUET_EXPIRED_ORIGINAL_ITEM_ID == "7380112233445566704"
+        assert item_id_of(SHORT_ORIGINAL_DUET) == DUET_OF_SHORT_ORIGINAL_ITEM_ID == "7380112233445566718"
+        assert item_id_of(SHORT_ORIGINAL) == DUET_SHORT_ORIGINAL_ITEM_ID == "7380112233445566705"
+        assert [demo_code(code).window_days for code in (SHORT_ORIGINAL_DUET, SHORT_ORIGINAL)] == [60, 7]
+
+    async def test_info_describes_the_duet_and_its_expired_original(self, tiktok: TikTokClient) -> None:
+        duet = await info(tiktok, EXPIRED_ORIGINAL_DUET)
+        original = await info(tiktok, EXPIRED_ORIGINAL)
+        assert (duet.ad_auth_status, duet.duet_original_item_id) == ("AUTHORIZED", DUET_EXPIRED_ORIGINAL_ITEM_ID)
+        assert duet.auth_end_at == SANDBOX_EPOCH + timedelta(days=29)
+        assert (original.item_id, original.ad_auth_status) == (DUET_EXPIRED_ORIGINAL_ITEM_ID, "EXPIRED")
+        assert original.auth_end_at is not None
+        assert original.auth_end_at < SANDBOX_EPOCH
+
+    @pytest.mark.parametrize(
+        ("code", "original"),
+        [
+            pytest.param(EXPIRED_ORIGINAL_DUET, EXPIRED_ORIGINAL, id="pair"),
+            pytest.param(EXPIRED_ORIGINAL, EXPIRED_ORIGINAL_DUET, id="swapped"),
+            pytest.param(EXPIRED_ORIGINAL, None, id="original-alone"),
+        ],
+    )
+    async def test_an_expired_originals_code_is_refused_as_expired(
+        self, tiktok: TikTokClient, code: str, original: str | None
+    ) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await authorize(tiktok, code, original)
+        assert (caught.value.code, caught.value.refusal) == (40002, TikTokRefusal.auth_code_expired)
+        assert await bound_item_ids(tiktok) == []
+
+    async def test_the_refusal_does_not_say_which_code_expired(self, tiktok: TikTokClient, clock: Clock) -> None:
+        """Never kinder than TikTok: the answer for the original's code is word for word the Duet's own."""
+        with pytest.raises(TikTokRequestRejected) as originals:
+            await authorize(tiktok, EXPIRED_ORIGINAL_DUET, EXPIRED_ORIGINAL)
+        clock.advance(timedelta(days=30))
+        with pytest.raises(TikTokRequestRejected) as duets:
+            await authorize(tiktok, "#SBX+duet/secondary=", "#SBX+duet/original=")
+        assert originals.value.message == duets.value.message
+
+    async def test_the_duet_without_its_originals_code_is_refused(self, tiktok: TikTokClient) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await authorize(tiktok, EXPIRED_ORIGINAL_DUET)
+        assert caught.value.refusal is TikTokRefusal.original_post_auth_code_required
+
+    @pytest.mark.parametrize(
+        ("secondary", "wrong"),
+        [
+            (SHORT_ORIGINAL_DUET, EXPIRED_ORIGINAL),
+            (EXPIRED_ORIGINAL_DUET, SHORT_ORIGINAL),
+            (SHORT_ORIGINAL_DUET, "#SBX+duet/original="),
+            (SHORT_ORIGINAL_DUET, "#SBX+original/unrelated="),
+            ("#SBX+duet/secondary=", SHORT_ORIGINAL),
+        ],
+    )
+    async def test_another_originals_code_does_not_match(
+        self, tiktok: TikTokClient, secondary: str, wrong: str
+    ) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await authorize(tiktok, secondary, wrong)
+        assert caught.value.refusal is TikTokRefusal.original_post_auth_code_mismatch
+        assert await bound_item_ids(tiktok) == []
+
+    async def test_the_pair_binds_both_posts_each_with_its_own_window(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, SHORT_ORIGINAL_DUET, SHORT_ORIGINAL)
+        page = await tiktok.list_posts(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN)
+        ends = {post.item_id: post.auth_end_at for post in page.posts}
+        assert ends == {
+            DUET_OF_SHORT_ORIGINAL_ITEM_ID: SANDBOX_EPOCH + timedelta(days=59),
+            DUET_SHORT_ORIGINAL_ITEM_ID: SANDBOX_EPOCH + timedelta(days=6),
+        }
+
+    async def test_once_the_original_expires_the_pair_is_refused_and_the_duet_stays_bound(
+        self, tiktok: TikTokClient, clock: Clock
+    ) -> None:
+        await authorize(tiktok, SHORT_ORIGINAL_DUET, SHORT_ORIGINAL)
+        clock.advance(timedelta(days=6, seconds=1))
+        page = await tiktok.list_posts(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN)
+        statuses = {post.item_id: post.ad_auth_status for post in page.posts}
+        assert statuses == {DUET_OF_SHORT_ORIGINAL_ITEM_ID: "AUTHORIZED", DUET_SHORT_ORIGINAL_ITEM_ID: "EXPIRED"}
+        assert (await info(tiktok, SHORT_ORIGINAL_DUET)).ad_auth_status == "AUTHORIZED"
+
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await authorize(tiktok, SHORT_ORIGINAL_DUET, SHORT_ORIGINAL)
+        assert caught.value.refusal is TikTokRefusal.auth_code_expired
+        assert sorted(await bound_item_ids(tiktok)) == sorted(
+            [DUET_OF_SHORT_ORIGINAL_ITEM_ID, DUET_SHORT_ORIGINAL_ITEM_ID]
+        )
+
+    async def test_swapped_codes_authorize_only_the_original(self, tiktok: TikTokClient) -> None:
+        await authorize(tiktok, SHORT_ORIGINAL, SHORT_ORIGINAL_DUET)
+        assert await bound_item_ids(tiktok) == [DUET_SHORT_ORIGINAL_ITEM_ID]
+
+
+class TestBulkSeed:
+    """The bulk family `#SBX+bulk/<n>=`: 10,000 codes, none of them in DEMO_CODES, built on demand."""
+
+    def test_item_ids_are_stable_unique_and_apart_from_every_seeded_post(self) -> None:
+        bulk_ids = [bulk_item_id(n) for n in range(BULK_CODE_COUNT)]
+        assert len(set(bulk_ids)) == BULK_CODE_COUNT
+        assert all(item_id.isdigit() and len(item_id) == 19 for item_id in bulk_ids)
+        assert (bulk_ids[0], bulk_ids[7], bulk_ids[-1]) == (
+            "7380112233450000000",
+            "7380112233450000007",
+            "7380112233450009999",
+        )
+        assert all(item_id.startswith(BULK_ITEM_ID_PREFIX) for item_id in bulk_ids)
+        seeded = {demo.post.item_id for demo in DEMO_CODES if demo.post is not None}
+        own = {post.item_id for post in OWN_POSTS}
+        assert not set(bulk_ids) & (seeded | own)
+
+    def test_each_code_is_a_valid_30_day_video_of_one_of_five_creators(self) -> None:
+        for n in (0, 1, 4, 5, 7, 9999):
+            demo = demo_code(bulk_code(n))
+            assert demo.post is not None
+            assert (demo.code, demo.post.item_id) == (f"#SBX+bulk/{n}=", bulk_item_id(n))
+            assert (demo.window_days, demo.behaviour, demo.renews) == (BULK_WINDOW_DAYS, "valid", None)
+            assert (demo.post.item_type, demo.post.status) == ("VIDEO", "HESITATE_RECOMMEND")
+            assert demo.post.creator == BULK_CREATORS[n % 5]
+            assert demo.description
+
+    def test_the_creators_are_stable_and_apart_from_the_other_identities(self) -> None:
+        ids = [creator.identity_id for creator in BULK_CREATORS]
+        assert ids == [f"730100000000000010{k}" for k in range(1, 6)]
+        assert len({creator.tiktok_name for creator in BULK_CREATORS}) == 5
+        seeded = {demo.post.creator.identity_id for demo in DEMO_CODES if demo.post is not None}
+        own = {post.identity.identity_id for post in OWN_POSTS}
+        assert not set(ids) & (seeded | own)
+
+    def test_codes_are_built_once_and_kept(self) -> None:
+        assert find_demo_code(bulk_code(42)) is find_demo_code(bulk_code(42))
+
+    def test_demo_codes_list_only_the_seeded_codes(self) -> None:
+        assert not [demo.code for demo in DEMO_CODES if demo.code.startswith("#SBX+bulk/")]
+        assert all(find_demo_code(demo.code) is CODES_BY_TEXT[demo.code] for demo in DEMO_CODES)
+
+    @pytest.mark.parametrize(
+        "code",
+        [
+            "#SBX+bulk/007=",
+            "#SBX+bulk/00=",
+            "#SBX+bulk/+7=",
+            "#SBX+bulk/-1=",
+            "#SBX+bulk/10000=",
+            "#SBX+bulk/=",
+            "#SBX+bulk/7",
+            "#SBX+bulk/7 =",
+            "#SBX+bulk/\u0667=",  # ARABIC-INDIC DIGIT SEVEN: a digit to str.isdigit, not to TikTok
+            "#SBX+bulk/<n>=",
+            "#sbx+bulk/7=",
+        ],
+    )
+    def test_only_the_plain_decimal_spelling_is_known(self, code: str) -> None:
+        assert find_demo_code(code) is None
+        with pytest.raises(KeyError):
+            demo_code(code)
+
+    @pytest.mark.parametrize("n", [-1, BULK_CODE_COUNT])
+    def test_there_is_no_code_outside_0_to_9999(self, n: int) -> None:
+        with pytest.raises(ValueError, match="0 to 9999"):
+            bulk_code(n)
+        with pytest.raises(ValueError, match="0 to 9999"):
+            bulk_item_id(n)
+
+
+class TestBulkCodes:
+    """Bulk codes through the real client, on every endpoint, exactly like seeded ones."""
+
+    @pytest.mark.parametrize("n", [0, 7, 1234, 9999])
+    async def test_info_finds_each(self, tiktok: TikTokClient, n: int) -> None:
+        post = await info(tiktok, bulk_code(n))
+        assert post.item_id == bulk_item_id(n)
+        assert (post.identity_type, post.identity_id) == ("AUTH_CODE", BULK_CREATORS[n % 5].identity_id)
+        assert post.tiktok_name == BULK_CREATORS[n % 5].tiktok_name
+        assert (post.item_type, post.status, post.ad_auth_status) == (ItemType.video, PostStatus.public, "AUTHORIZED")
+        assert post.auth_start_at == SANDBOX_EPOCH - timedelta(days=1)
+        assert post.auth_end_at == SANDBOX_EPOCH + timedelta(days=29)
+        assert post.duet_original_item_id is None
+
+    async def test_the_codes_are_spread_over_five_creators(self, tiktok: TikTokClient) -> None:
+        creators = [(await info(tiktok, bulk_code(n))).identity_id for n in range(10)]
+        assert creators == [creator.identity_id for creator in BULK_CREATORS] * 2
+
+    @pytest.mark.parametrize("code", ["#SBX+bulk/007=", "#SBX+bulk/10000=", "#SBX+bulk/-1="])
+    async def test_another_spelling_is_an_unknown_code(self, tiktok: TikTokClient, code: str) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await info(tiktok, code)
+        assert (caught.value.code, caught.value.refusal) == (40007, TikTokRefusal.auth_code_not_found)
+        with pytest.raises(TikTokRequestRejected) as applied:
+            await authorize(tiktok, code)
+        assert (applied.value.code, applied.value.refusal) == (40007, TikTokRefusal.auth_code_not_found)
+
+    async def test_authorize_binds_list_finds_and_unbind_removes(self, tiktok: TikTokClient) -> None:
+        numbers = [0, 1, 2, 3, 4, 5, 9999]
+        for n in numbers:
+            await authorize(tiktok, bulk_code(n))
+        await authorize(tiktok, bulk_code(3))  # D2: the same authorization again
+        assert await bound_item_ids(tiktok) == [bulk_item_id(n) for n in numbers]
+        assert await bound_item_ids(tiktok, advertiser=OTHER_ADVERTISER_ID) == []
+
+        for n in numbers:
+            assert await bound_item_ids(tiktok, keyword=bulk_item_id(n)) == [bulk_item_id(n)]
+        found = await tiktok.find_bound_post(
+            advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, item_id=bulk_item_id(9999)
+        )
+        assert found is not None
+        assert found.auth_end_at == SANDBOX_EPOCH + timedelta(days=29)
+        bound = await own_info(
+            tiktok, bulk_item_id(5), identity_type="AUTH_CODE", identity_id=BULK_CREATORS[0].identity_id
+        )
+        assert bound.item_id == bulk_item_id(5)
+
+        await tiktok.unbind(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, item_id=bulk_item_id(9999))
+        assert await bound_item_ids(tiktok) == [bulk_item_id(n) for n in numbers[:-1]]
+        assert (
+            await tiktok.find_bound_post(
+                advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, item_id=bulk_item_id(9999)
+            )
+            is None
+        )
+        with pytest.raises(TikTokRequestRejected) as again:
+            await tiktok.unbind(advertiser_id=ADVERTISER_ID, access_token=ACCESS_TOKEN, item_id=bulk_item_id(9999))
+        assert again.value.code == 40007
+
+    async def test_list_entries_carry_the_bulk_code(
+        self, tiktok: TikTokClient, sandbox_http: httpx.AsyncClient
+    ) -> None:
+        await authorize(tiktok, bulk_code(7))
+        response = await sandbox_http.get(
+            f"{API}/list/", params={"advertiser_id": ADVERTISER_ID}, headers={"Access-Token": ACCESS_TOKEN}
+        )
+        (entry,) = response.json()["data"]["list"]
+        assert entry["item_info"]["auth_code"] == "#SBX+bulk/7="
+
+    async def test_a_bulk_code_is_no_duets_original(self, tiktok: TikTokClient) -> None:
+        with pytest.raises(TikTokRequestRejected) as caught:
+            await authorize(tiktok, "#SBX+duet/secondary=", bulk_code(1))
+        assert caught.value.refusal is TikTokRefusal.original_post_auth_code_mismatch
+
+
+class FakeMonotonic:
+    """A monotonic clock moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def sandbox_of(app: Starlette) -> Sandbox:
+    sandbox = app.state.sandbox
+    assert isinstance(sandbox, Sandbox)
+    return sandbox
+
+
+class TestCallCounting:
+    """`Sandbox.calls` and `max_calls_in_any_second()`: how hard a client pressed TikTok."""
+
+    @pytest.mark.parametrize(
+        ("times", "most"),
+        [
+            pytest.param([], 0, id="no-calls"),
+            pytest.param([5.0], 1, id="one"),
+            pytest.param([0.0, 0.5, 0.999], 3, id="within-a-second"),
+            pytest.param([0.0, 1.0, 2.0, 3.0], 1, id="exactly-a-second-apart"),
+            pytest.param([0.0, 0.2, 0.4, 0.9999, 1.0, 1.1, 5.0], 5, id="the-busiest-second-starts-late"),
+            pytest.param([3.5, 0.1, 3.0, 0.2, 3.9, 0.3, 3.2], 4, id="unsorted"),
+            pytest.param([2.0] * 6 + [2.999999], 7, id="ties"),
+            pytest.param([0.0, 0.6, 1.2, 1.8, 2.4], 2, id="evenly-spread"),
+        ],
+    )
+    def test_max_calls_in_any_second_over_a_fake_sequence(
+        self, sandbox_app: Starlette, times: list[float], most: int
+    ) -> None:
+        sandbox = sandbox_of(sandbox_app)
+        sandbox.calls = [(moment, f"{API_PREFIX}/info/") for moment in times]
+        assert sandbox.max_calls_in_any_second() == most
+
+    async def test_every_request_is_recorded_as_it_arrives(
+        self, sandbox_app: Starlette, tiktok: TikTokClient, sandbox_http: httpx.AsyncClient
+    ) -> None:
+        sandbox = sandbox_of(sandbox_app)
+        fake = FakeMonotonic()
+        sandbox.monotonic = fake
+        assert (sandbox.calls, sandbox.max_calls_in_any_second()) == ([], 0)
+
+        await info(tiktok, "#SBX+video/30d=")
+        fake.now += 0.4
+        await authorize(tiktok, bulk_code(1))
+        fake.now += 0.5
+        with pytest.raises(TikTokRequestRejected):
+            await info(tiktok, "#SBX+never/issued=")  # refused, still a call
+        fake.now += 0.1  # 1.0 s after the first: a second window of its own
+        await sandbox_http.get(f"{API}/list", headers={"Access-Token": ACCESS_TOKEN})  # a 404, still a call
+        await seeded_own_info(tiktok, own_post(OWN_VIDEO_ITEM_ID))
+
+        assert sandbox.calls == [
+            (100.0, f"{API_PREFIX}/info/"),
+            (100.4, f"{API_PREFIX}/authorize/"),
+            (100.9, f"{API_PREFIX}/info/"),
+            (101.0, f"{API_PREFIX}/list"),
+            (101.0, IDENTITY_VIDEO_INFO_PATH),
+        ]
+        assert sandbox.max_calls_in_any_second() == 4  # [100.4, 101.4)
+
+    async def test_retries_are_calls_too(
+        self, sandbox_app: Starlette, tiktok: TikTokClient, sent: list[httpx.Request]
+    ) -> None:
+        sandbox = sandbox_of(sandbox_app)
+        sandbox.monotonic = FakeMonotonic()
+        await info(tiktok, "#SBX+fault/flaky=")
+        assert len(sandbox.calls) == len(sent) == 3
+        assert sandbox.max_calls_in_any_second() == 3
+
+    async def test_real_calls_are_recorded_on_the_monotonic_clock(
+        self, sandbox_app: Starlette, tiktok: TikTokClient, sent: list[httpx.Request]
+    ) -> None:
+        sandbox = sandbox_of(sandbox_app)
+        before = time.monotonic()
+        for n in range(5):
+            await info(tiktok, bulk_code(n))
+        after = time.monotonic()
+        times = [moment for moment, _ in sandbox.calls]
+        assert len(times) == len(sent) == 5
+        assert times == sorted(times)
+        assert before <= times[0] and times[-1] <= after
+        assert {path for _, path in sandbox.calls} == {f"{API_PREFIX}/info/"}
+        if after - before < 1.0:
+            assert sandbox.max_calls_in_any_second() == 5
+        else:  # a very slow machine: at least the calls of one second
+            assert 1 <= sandbox.max_calls_in_any_second() <= 5
+
+    async def test_each_sandbox_counts_its_own_calls(self, tiktok: TikTokClient, clock: Clock) -> None:
+        await info(tiktok, "#SBX+video/30d=")
+        assert sandbox_of(create_sandbox_app(now=clock)).calls == []
