@@ -16,6 +16,7 @@ from app.api_keys.dependencies import require_api_key
 from app.api_keys.routes import router as api_keys_router
 from app.authorizations.routes import router as authorizations_router
 from app.health.routes import router as health_router
+from app.kit.crypto import KeyHasher
 from app.kit.errors import NotAuthenticated, install_problem_handlers, problem_responses
 from app.kit.idempotency import IdempotencyMiddleware
 from app.kit.logging import configure_logging
@@ -48,9 +49,14 @@ def create_app(
             app.state.sessionmaker = resources.sessionmaker
             app.state.secret_box = resources.secret_box
             app.state.tiktok = resources.tiktok
+            if config.api_key_secret is None:
+                raise RuntimeError("API_KEY_SECRET is required: the secret API keys are hashed under")
+            app.state.key_hasher = KeyHasher(config.api_key_secret.get_secret_value())
             if config.bootstrap_api_key is not None:
                 async with resources.sessionmaker.begin() as session:
-                    await api_keys.ensure_bootstrap_key(session, key=config.bootstrap_api_key.get_secret_value())
+                    await api_keys.ensure_bootstrap_key(
+                        session, app.state.key_hasher, key=config.bootstrap_api_key.get_secret_value()
+                    )
             log.info("service.started", environment=config.environment.value)
             yield
         log.info("service.stopped")

@@ -2,10 +2,20 @@
 
 from app.ads.models import Ad, IdentityUsage
 from app.advertisers.models import Advertiser
-from app.api_keys.models import ApiKey
+from app.api_keys.models import ApiKey, ApiKeyGrant
 from app.authorizations.models import Authorization
 from app.kit.db import Base
 from app.kit.idempotency import IdempotencyKey
 from app.kit.rate_budget import CallTurns
 
-__all__ = ["Ad", "Advertiser", "ApiKey", "Authorization", "Base", "CallTurns", "IdempotencyKey", "IdentityUsage"]
+__all__ = [
+    "Ad",
+    "Advertiser",
+    "ApiKey",
+    "ApiKeyGrant",
+    "Authorization",
+    "Base",
+    "CallTurns",
+    "IdempotencyKey",
+    "IdentityUsage",
+]

@@ -51,6 +51,7 @@ async def started(
         database_url=url,
         tiktok_api_base_url="https://sandbox.tiktok.invalid/open_api/",
         bootstrap_api_key=API_KEY,
+        api_key_secret="bench-hmac-" + "s" * 40,
         encryption_keys=Fernet.generate_key().decode(),
         log_level="WARNING",
         **({"tiktok_qps": 1000} | settings),  # the budget is not what is measured, unless a benchmark says so

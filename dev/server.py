@@ -52,6 +52,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
 SECRET_GENERATORS: dict[str, Callable[[], str]] = {
     "BOOTSTRAP_API_KEY": lambda: "sa_dev_" + secrets.token_urlsafe(32),
     "ENCRYPTION_KEYS": lambda: Fernet.generate_key().decode(),
+    "API_KEY_SECRET": lambda: secrets.token_urlsafe(32),
 }
 
 log = structlog.get_logger("dev.server")

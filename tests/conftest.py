@@ -42,6 +42,7 @@ from dev.sandbox.app import create_sandbox_app
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-api-key-" + "k" * 40
+API_KEY_SECRET = "test-hmac-" + "s" * 40
 ENCRYPTION_KEY = Fernet.generate_key().decode()
 TIKTOK_BASE_URL = "https://sandbox.tiktok.invalid/open_api/"
 ADVERTISER_ID = "7000000000000000001"
@@ -186,6 +187,7 @@ def settings_for(database_url: str, **changes: Any) -> Settings:
         "database_url": database_url,
         "tiktok_api_base_url": TIKTOK_BASE_URL,
         "bootstrap_api_key": API_KEY,
+        "api_key_secret": API_KEY_SECRET,
         "encryption_keys": ENCRYPTION_KEY,
         "tiktok_deadline_seconds": 2.0,
         "tiktok_max_attempts": 3,

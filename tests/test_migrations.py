@@ -56,7 +56,7 @@ class TestMigrations:
             url, "INSERT INTO api_keys (id, name, key_hash) VALUES (gen_random_uuid(), 'bootstrap', '\\x01')"
         )
         assert run_alembic(url, "upgrade", "head").returncode == 0
-        assert await _execute(url, "SELECT is_admin FROM api_keys") is True
+        assert await _execute(url, "SELECT 'admin' = ANY(scopes) FROM api_keys") is True
 
 
 # -- 0003: a Duet/Stitch's original post gets an authorization of its own

@@ -152,12 +152,25 @@ def _free_port_pair() -> tuple[int, int]:
         return first.getsockname()[1], second.getsockname()[1]
 
 
+_PROVIDED_BY_THE_RUNNER = frozenset(
+    {"DATABASE_URL", "TIKTOK_API_BASE_URL", "BOOTSTRAP_API_KEY", "ENCRYPTION_KEYS", "API_KEY_SECRET", "ENVIRONMENT"}
+)
+
+
 def _devserver_env(data_dir: Path) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
         # Everything the runner would otherwise provide itself comes from it here, as for a newcomer.
-        if name not in {"DATABASE_URL", "TIKTOK_API_BASE_URL", "BOOTSTRAP_API_KEY", "ENCRYPTION_KEYS", "ENVIRONMENT"}
+        if name
+        not in {
+            "DATABASE_URL",
+            "TIKTOK_API_BASE_URL",
+            "BOOTSTRAP_API_KEY",
+            "ENCRYPTION_KEYS",
+            "API_KEY_SECRET",
+            "ENVIRONMENT",
+        }
     }
     port, sandbox_port = _free_port_pair()
     env |= {

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.advertisers.models import Advertiser
 from app.authorizations.models import Authorization
+from app.kit.actor import WrittenByMixin
 from app.kit.db import Base, IdMixin, TimestampMixin
 
 
@@ -24,7 +25,7 @@ class AdState(StrEnum):
     removed = "removed"  # removed from Ads Manager; kept as history (D6)
 
 
-class Ad(IdMixin, TimestampMixin, Base):
+class Ad(IdMixin, TimestampMixin, WrittenByMixin, Base):
     """A TikTok ad that uses an authorized post (D6). Removing it keeps the row, as history."""
 
     __tablename__ = "ads"

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ads.models import Ad, AdState, IdentityUsage
+from app.kit import actor
 from app.kit.pagination import Cursor
 
 
@@ -41,6 +42,8 @@ async def insert_new(
             only_show_as_ad=only_show_as_ad,
             ends_at=ends_at,
             state=AdState.active.value,
+            created_by_api_key_id=actor.current(),
+            updated_by_api_key_id=actor.current(),
         )
         .on_conflict_do_nothing(index_elements=[Ad.ad_id])
         .returning(Ad)

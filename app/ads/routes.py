@@ -11,7 +11,8 @@ from app.ads.errors import LINK_REFUSALS, AdNotFound
 from app.ads.schemas import AdCreate, AdRead, SparkAdsQuota
 from app.advertisers import service as advertisers
 from app.advertisers.errors import AdvertiserNotFound
-from app.advertisers.routes import AdvertiserIdPath
+from app.advertisers.routes import AccessibleAdvertiserId
+from app.api_keys.dependencies import CurrentCaller
 from app.authorizations.errors import AuthorizationNotFound
 from app.kit.clock import Now
 from app.kit.db import DbSession
@@ -40,7 +41,13 @@ class AdStateFilter(StrEnum):
     },
 )
 async def link_ad(
-    authorization_id: uuid.UUID, body: AdCreate, response: Response, session: DbSession, now: Now, settings: AppSettings
+    authorization_id: uuid.UUID,
+    body: AdCreate,
+    response: Response,
+    session: DbSession,
+    now: Now,
+    settings: AppSettings,
+    caller: CurrentCaller,
 ) -> AdRead:
     """201 with the link; 200 when this ad is already linked here. Refused (409) when the authorization cannot be
     used by a new ad, or when the ad account or the post's identity is at its limit; warnings never refuse."""
@@ -53,6 +60,7 @@ async def link_ad(
         ends_at=body.ends_at,
         now=now,
         identity_ads_limit=settings.identity_ads_limit,
+        caller=caller,
     )
     if not linked.created:
         response.status_code = status.HTTP_200_OK
@@ -68,6 +76,7 @@ async def link_ad(
 async def list_ads(
     authorization_id: uuid.UUID,
     session: DbSession,
+    caller: CurrentCaller,
     page: Annotated[PageParams, Depends(page_params)],
     state: Annotated[
         AdStateFilter, Query(description="`active` (the default): ads not removed; `all`: removed ones too.")
@@ -75,7 +84,11 @@ async def list_ads(
 ) -> Page[AdRead]:
     """Newest first, a page at a time."""
     authorization, rows, next_cursor = await service.list_page(
-        session, authorization_id=authorization_id, include_removed=state is AdStateFilter.all, page=page
+        session,
+        authorization_id=authorization_id,
+        include_removed=state is AdStateFilter.all,
+        page=page,
+        caller=caller,
     )
     return Page[AdRead](items=[AdRead.from_model(ad, authorization) for ad in rows], next_cursor=next_cursor)
 
@@ -87,10 +100,12 @@ async def list_ads(
     summary="Record that the ad was removed from Ads Manager",
     responses=problem_responses(AuthorizationNotFound, AdNotFound),
 )
-async def remove_ad(authorization_id: uuid.UUID, ad_id: AdIdPath, session: DbSession, now: Now) -> Response:
+async def remove_ad(
+    authorization_id: uuid.UUID, ad_id: AdIdPath, session: DbSession, now: Now, caller: CurrentCaller
+) -> Response:
     """The link stays, as history, with when it was removed; it no longer counts toward any limit nor blocks the
     post's deletion. Removing it again answers the same."""
-    await service.remove(session, authorization_id=authorization_id, ad_id=ad_id, now=now)
+    await service.remove(session, authorization_id=authorization_id, ad_id=ad_id, now=now, caller=caller)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -101,7 +116,7 @@ async def remove_ad(authorization_id: uuid.UUID, ad_id: AdIdPath, session: DbSes
     responses=problem_responses(AdvertiserNotFound),
 )
 async def get_spark_ads_quota(
-    tiktok_advertiser_id: AdvertiserIdPath, session: DbSession, settings: AppSettings
+    tiktok_advertiser_id: AccessibleAdvertiserId, session: DbSession, settings: AppSettings
 ) -> SparkAdsQuota:
     """Read from counters kept with the links: the same cost however many ads exist."""
     advertiser = await advertisers.get(session, tiktok_advertiser_id=tiktok_advertiser_id)

@@ -4,11 +4,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from app.ads.models import Ad, AdState, CampaignType
 from app.authorizations.models import Authorization
 from app.authorizations.schemas import AuthorizationWarning
+from app.kit.bodies import FromText, RequestBody
 
 # TikTok's ids are positive numbers written without leading zeros: "0055" and "55" would be one ad.
 AdId = Annotated[
@@ -34,16 +35,16 @@ def _a_sane_end(value: datetime) -> datetime:
 AdEnd = Annotated[AwareDatetime, AfterValidator(_a_sane_end)]
 
 
-class AdCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AdCreate(RequestBody):
     ad_id: AdId
-    campaign_type: CampaignType = Field(description="D15: a standard campaign, or Smart+ (its own set-up flow).")
+    campaign_type: FromText[CampaignType] = Field(
+        description="D15: a standard campaign, or Smart+ (its own set-up flow)."
+    )
     only_show_as_ad: bool = Field(
         description="TikTok's `dark_post_status` ON: the post shows only as an ad. Off, a private post becomes "
         "public while the ad runs (D5)."
     )
-    ends_at: AdEnd | None = Field(
+    ends_at: FromText[AdEnd] | None = Field(
         default=None, description="When the ad is scheduled to end, with its time zone; none: no end."
     )
 
@@ -62,6 +63,8 @@ class AdRead(BaseModel):
         description="`ad_outlives_authorization`: the ad is scheduled past the window's end and stops delivering "
         "then. `post_will_become_public` (D5)."
     )
+    created_by_api_key_id: uuid.UUID | None = Field(description="The API key that linked it.")
+    updated_by_api_key_id: uuid.UUID | None = Field(description="The API key that last changed it (removed it).")
     created_at: datetime
     updated_at: datetime
 
@@ -97,6 +100,8 @@ class AdRead(BaseModel):
             state=AdState(ad.state),
             removed_at=ad.removed_at,
             warnings=warnings,
+            created_by_api_key_id=ad.created_by_api_key_id,
+            updated_by_api_key_id=ad.updated_by_api_key_id,
             created_at=ad.created_at,
             updated_at=ad.updated_at,
         )

@@ -27,9 +27,10 @@ from app.ads.models import Ad, AdState, CampaignType
 from app.ads.schemas import IdentityQuota, SparkAdsQuota
 from app.advertisers import repository as advertisers
 from app.advertisers.models import Advertiser
+from app.api_keys.access import Caller
 from app.authorizations import repository as authorizations
-from app.authorizations.errors import AuthorizationNotFound
 from app.authorizations.models import Authorization
+from app.authorizations.service import visible
 from app.kit.pagination import PageParams
 
 log = structlog.get_logger(__name__)
@@ -42,11 +43,8 @@ class Linked:
     created: bool
 
 
-async def _locked_authorization(session: AsyncSession, authorization_id: uuid.UUID) -> Authorization:
-    authorization = await authorizations.get_for_update(session, authorization_id)
-    if authorization is None:
-        raise AuthorizationNotFound(f"Authorization {authorization_id} does not exist.")
-    return authorization
+async def _locked_authorization(session: AsyncSession, authorization_id: uuid.UUID, caller: Caller) -> Authorization:
+    return visible(await authorizations.get_for_update(session, authorization_id), authorization_id, caller)
 
 
 async def link(
@@ -59,9 +57,10 @@ async def link(
     ends_at: datetime | None,
     now: datetime,
     identity_ads_limit: int,
+    caller: Caller,
 ) -> Linked:
     """Record that a TikTok ad uses the authorization's post. The same ad again is the same link."""
-    authorization = await _locked_authorization(session, authorization_id)
+    authorization = await _locked_authorization(session, authorization_id, caller)
     existing = await repository.get_by_ad_id(session, ad_id)
     if existing is not None:
         return _same_link(existing, authorization)
@@ -130,9 +129,11 @@ async def _take_slots(session: AsyncSession, authorization: Authorization, *, id
         )
 
 
-async def remove(session: AsyncSession, *, authorization_id: uuid.UUID, ad_id: str, now: datetime) -> None:
+async def remove(
+    session: AsyncSession, *, authorization_id: uuid.UUID, ad_id: str, now: datetime, caller: Caller
+) -> None:
     """Record that the ad was removed from Ads Manager; the link stays as history. Removing twice is harmless."""
-    authorization = await _locked_authorization(session, authorization_id)
+    authorization = await _locked_authorization(session, authorization_id, caller)
     ad = await repository.get_by_ad_id(session, ad_id, for_update=True)
     if ad is None or ad.authorization_id != authorization.id:
         raise AdNotFound(f"Authorization {authorization_id} has no ad {ad_id}.")
@@ -151,12 +152,10 @@ async def remove(session: AsyncSession, *, authorization_id: uuid.UUID, ad_id: s
 
 
 async def list_page(
-    session: AsyncSession, *, authorization_id: uuid.UUID, include_removed: bool, page: PageParams
+    session: AsyncSession, *, authorization_id: uuid.UUID, include_removed: bool, page: PageParams, caller: Caller
 ) -> tuple[Authorization, list[Ad], str | None]:
     """A page of the authorization's ads, newest first, and the cursor of the next page."""
-    authorization = await authorizations.get(session, authorization_id)
-    if authorization is None:
-        raise AuthorizationNotFound(f"Authorization {authorization_id} does not exist.")
+    authorization = visible(await authorizations.get(session, authorization_id), authorization_id, caller)
     rows = await repository.list_page(
         session,
         authorization_id=authorization_id,

@@ -3,12 +3,13 @@ from __future__ import annotations
 from sqlalchemy import CheckConstraint, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.kit.actor import WrittenByMixin
 from app.kit.db import Base, IdMixin, TimestampMixin
 
 DEFAULT_SPARK_ADS_LIMIT = 10_000  # TikTok's guide: an ad account can use up to 10,000 Spark Ads
 
 
-class Advertiser(IdMixin, TimestampMixin, Base):
+class Advertiser(IdMixin, TimestampMixin, WrittenByMixin, Base):
     """A TikTok ad account the service acts for, with its access token (encrypted)."""
 
     __tablename__ = "advertisers"

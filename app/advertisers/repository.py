@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.advertisers.models import Advertiser
+from app.kit import actor
+from app.kit.pagination import Cursor
 
 
 async def get_by_tiktok_id(
@@ -18,6 +21,19 @@ async def get_by_tiktok_id(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def list_page(
+    session: AsyncSession, *, only: Collection[str] | None, after: Cursor | None, limit: int
+) -> list[Advertiser]:
+    """Oldest first, only the ad accounts in `only` (None: every one); one row more than `limit`, so the caller
+    knows whether another page follows."""
+    statement = select(Advertiser).order_by(Advertiser.created_at, Advertiser.id).limit(limit + 1)
+    if only is not None:
+        statement = statement.where(Advertiser.tiktok_advertiser_id.in_(list(only)))
+    if after is not None:
+        statement = statement.where(tuple_(Advertiser.created_at, Advertiser.id) > tuple_(after.created_at, after.id))
+    return list((await session.execute(statement)).scalars().all())
+
+
 async def replace_token(
     session: AsyncSession, *, tiktok_advertiser_id: str, access_token_encrypted: bytes
 ) -> Advertiser | None:
@@ -25,7 +41,9 @@ async def replace_token(
     statement = (
         update(Advertiser)
         .where(Advertiser.tiktok_advertiser_id == tiktok_advertiser_id)
-        .values(access_token_encrypted=access_token_encrypted, updated_at=func.now())
+        .values(
+            access_token_encrypted=access_token_encrypted, updated_at=func.now(), updated_by_api_key_id=actor.current()
+        )
         .returning(Advertiser)
     )
     return (await session.execute(statement)).scalar_one_or_none()
@@ -47,6 +65,8 @@ async def insert_new(
             name=name,
             access_token_encrypted=access_token_encrypted,
             spark_ads_limit=spark_ads_limit,
+            created_by_api_key_id=actor.current(),
+            updated_by_api_key_id=actor.current(),
         )
         .on_conflict_do_nothing(index_elements=[Advertiser.tiktok_advertiser_id])
         .returning(Advertiser)

@@ -2,19 +2,33 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Depends, Path, status
 
 from app.advertisers import service
 from app.advertisers.errors import AdvertiserAlreadyExists, AdvertiserNotFound
 from app.advertisers.schemas import AccessTokenUpdate, AdvertiserCreate, AdvertiserRead, AdvertiserUpdate
+from app.api_keys.dependencies import CurrentCaller
 from app.kit.db import DbSession, Sessions
 from app.kit.deps import Secrets, TikTok
-from app.kit.errors import problem_responses
+from app.kit.errors import CursorInvalid, problem_responses
+from app.kit.pagination import Page, PageParams, page_params
 from app.kit.tiktok_problems import TIKTOK_PROBLEMS
 
 router = APIRouter(prefix="/advertisers", tags=["advertisers"])
 
 AdvertiserIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,32}$", description="TikTok's advertiser id.")]
+
+
+async def _accessible_advertiser_id(tiktok_advertiser_id: AdvertiserIdPath, caller: CurrentCaller) -> str:
+    """The ad account in the path, if the calling key may touch it: else it is not found (its existence does not
+    leak to a key that may not see it)."""
+    if not caller.may_touch(tiktok_advertiser_id):
+        raise AdvertiserNotFound(f"Ad account {tiktok_advertiser_id} is not registered with this service.")
+    return tiktok_advertiser_id
+
+
+# Every route under /advertisers/{tiktok_advertiser_id} takes it through this: the key's grants decide first.
+AccessibleAdvertiserId = Annotated[str, Depends(_accessible_advertiser_id)]
 
 
 @router.post(
@@ -25,7 +39,7 @@ AdvertiserIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,32}$", description="Ti
     responses=problem_responses(AdvertiserAlreadyExists, *TIKTOK_PROBLEMS),
 )
 async def register_advertiser(
-    body: AdvertiserCreate, sessions: Sessions, tiktok: TikTok, box: Secrets
+    body: AdvertiserCreate, sessions: Sessions, tiktok: TikTok, box: Secrets, caller: CurrentCaller
 ) -> AdvertiserRead:
     """Register a TikTok ad account and its access token, once TikTok accepts the token for it."""
     advertiser = await service.register(
@@ -36,8 +50,24 @@ async def register_advertiser(
         access_token=body.access_token,
         name=body.name,
         spark_ads_limit=body.spark_ads_limit,
+        caller=caller,
     )
     return AdvertiserRead.model_validate(advertiser)
+
+
+@router.get(
+    "",
+    operation_id="listAdvertisers",
+    summary="List the ad accounts this key may touch",
+    responses=problem_responses(CursorInvalid),
+)
+async def list_advertisers(
+    session: DbSession, caller: CurrentCaller, page: Annotated[PageParams, Depends(page_params)]
+) -> Page[AdvertiserRead]:
+    """Oldest first. An admin key sees every registered ad account; any other key, those it was granted or
+    registered."""
+    rows, next_cursor = await service.list_page(session, caller=caller, page=page)
+    return Page[AdvertiserRead](items=[AdvertiserRead.model_validate(row) for row in rows], next_cursor=next_cursor)
 
 
 @router.get(
@@ -46,7 +76,7 @@ async def register_advertiser(
     summary="Read an ad account",
     responses=problem_responses(AdvertiserNotFound),
 )
-async def get_advertiser(tiktok_advertiser_id: AdvertiserIdPath, session: DbSession) -> AdvertiserRead:
+async def get_advertiser(tiktok_advertiser_id: AccessibleAdvertiserId, session: DbSession) -> AdvertiserRead:
     advertiser = await service.get(session, tiktok_advertiser_id=tiktok_advertiser_id)
     return AdvertiserRead.model_validate(advertiser)
 
@@ -58,7 +88,7 @@ async def get_advertiser(tiktok_advertiser_id: AdvertiserIdPath, session: DbSess
     responses=problem_responses(AdvertiserNotFound),
 )
 async def update_advertiser(
-    tiktok_advertiser_id: AdvertiserIdPath, body: AdvertiserUpdate, session: DbSession
+    tiktok_advertiser_id: AccessibleAdvertiserId, body: AdvertiserUpdate, session: DbSession
 ) -> AdvertiserRead:
     """Fields left out (or null) stay as they are. The limit may be set below what is used: then nothing new
     links until ads are removed (`spark_ads_limit_reached`)."""
@@ -75,7 +105,11 @@ async def update_advertiser(
     responses=problem_responses(AdvertiserNotFound, *TIKTOK_PROBLEMS),
 )
 async def reconnect_advertiser(
-    tiktok_advertiser_id: AdvertiserIdPath, body: AccessTokenUpdate, sessions: Sessions, tiktok: TikTok, box: Secrets
+    tiktok_advertiser_id: AccessibleAdvertiserId,
+    body: AccessTokenUpdate,
+    sessions: Sessions,
+    tiktok: TikTok,
+    box: Secrets,
 ) -> AdvertiserRead:
     """Re-connect an ad account whose token TikTok no longer accepts (`access_token_invalid`).
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.advertisers.models import DEFAULT_SPARK_ADS_LIMIT
+from app.kit.bodies import RequestBody
 
 # Visible ASCII only: the token travels in an HTTP header. repr=False keeps it out of any repr or log.
 AccessToken = Annotated[
@@ -36,9 +38,7 @@ SparkAdsLimit = Annotated[
 ]
 
 
-class AdvertiserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AdvertiserCreate(RequestBody):
     tiktok_advertiser_id: str = Field(
         pattern=r"^[0-9]{1,32}$",
         description="TikTok's advertiser (ad account) id.",
@@ -49,18 +49,14 @@ class AdvertiserCreate(BaseModel):
     spark_ads_limit: SparkAdsLimit = DEFAULT_SPARK_ADS_LIMIT
 
 
-class AdvertiserUpdate(BaseModel):
+class AdvertiserUpdate(RequestBody):
     """What may change about an ad account; fields left out stay as they are."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: AdvertiserName | None = None
     spark_ads_limit: SparkAdsLimit | None = Field(default=None, description="Left out or null: unchanged.")
 
 
-class AccessTokenUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AccessTokenUpdate(RequestBody):
     access_token: AccessToken
 
 
@@ -70,5 +66,7 @@ class AdvertiserRead(BaseModel):
     tiktok_advertiser_id: str
     name: str | None
     spark_ads_limit: int = Field(description="How many Spark Ads this ad account may use (D10).")
+    created_by_api_key_id: uuid.UUID | None = Field(description="The API key that registered it.")
+    updated_by_api_key_id: uuid.UUID | None = Field(description="The API key that last changed it.")
     created_at: datetime
     updated_at: datetime

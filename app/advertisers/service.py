@@ -6,7 +6,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.advertisers import repository
 from app.advertisers.errors import AdvertiserAlreadyExists, AdvertiserNotFound
 from app.advertisers.models import Advertiser
+from app.api_keys import service as api_keys
+from app.api_keys.access import Caller
 from app.kit.crypto import SecretBox
+from app.kit.pagination import PageParams
 from app.kit.tiktok_problems import tiktok_failures_as_problems
 from app.tiktok.client import TikTokClient
 
@@ -28,14 +31,18 @@ async def register(
     access_token: str,
     name: str | None,
     spark_ads_limit: int,
+    caller: Caller,
 ) -> Advertiser:
-    """Register an ad account after TikTok has confirmed that the token may act for it.
+    """Register an ad account after TikTok has confirmed that the token may act for it; the key that registers
+    it may touch it from then on.
 
-    No transaction is open while TikTok answers; the unique index decides between concurrent registrations.
+    No transaction is open while TikTok answers; the unique index decides between concurrent registrations. That
+    it exists already is said only to a key that may touch it, or that holds a token TikTok accepts for it.
     """
     async with sessions() as session:
-        if await repository.get_by_tiktok_id(session, tiktok_advertiser_id) is not None:
-            raise AdvertiserAlreadyExists(f"Ad account {tiktok_advertiser_id} is already registered.")
+        exists = await repository.get_by_tiktok_id(session, tiktok_advertiser_id) is not None
+    if exists and caller.may_touch(tiktok_advertiser_id):
+        raise AdvertiserAlreadyExists(f"Ad account {tiktok_advertiser_id} is already registered.")
     await _verify_token(tiktok, tiktok_advertiser_id=tiktok_advertiser_id, access_token=access_token)
     async with sessions.begin() as session:
         advertiser = await repository.insert_new(
@@ -45,10 +52,21 @@ async def register(
             access_token_encrypted=box.encrypt(access_token),
             spark_ads_limit=spark_ads_limit,
         )
-    if advertiser is None:  # registered by a concurrent request while TikTok answered
+        if advertiser is not None:
+            await api_keys.grant(session, caller=caller, tiktok_advertiser_id=tiktok_advertiser_id)
+    if advertiser is None:  # registered already, or by a concurrent request while TikTok answered
         raise AdvertiserAlreadyExists(f"Ad account {tiktok_advertiser_id} is already registered.")
     log.info("advertiser.registered", tiktok_advertiser_id=tiktok_advertiser_id)
     return advertiser
+
+
+async def list_page(session: AsyncSession, *, caller: Caller, page: PageParams) -> tuple[list[Advertiser], str | None]:
+    """A page of the ad accounts the key may touch, oldest first, and the cursor of the next page."""
+    rows = await repository.list_page(session, only=caller.advertiser_ids, after=page.cursor, limit=page.limit)
+    if len(rows) <= page.limit:
+        return rows, None
+    rows = rows[: page.limit]
+    return rows, page.next_cursor(rows[-1].created_at, rows[-1].id)
 
 
 async def get(session: AsyncSession, *, tiktok_advertiser_id: str) -> Advertiser:

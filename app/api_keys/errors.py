@@ -19,3 +19,9 @@ class CannotRevokeOwnKey(ProblemError):
     status = 409
     reason = "cannot_revoke_own_key"
     title = "An API key cannot revoke itself; revoke it with another admin key"
+
+
+class ScopeRequired(ProblemError):
+    status = 403
+    reason = "scope_required"
+    title = "This API key's scopes do not allow this"

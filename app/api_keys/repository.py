@@ -1,26 +1,71 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api_keys.models import ApiKey
+from app.api_keys.models import ApiKey, ApiKeyGrant, HashScheme, Scope
+from app.kit.pagination import Cursor
+
+_ADMIN_SCOPES = [Scope.read.value, Scope.write.value, Scope.admin.value]
 
 
-async def get_active_by_hash(session: AsyncSession, key_hash: bytes) -> ApiKey | None:
-    statement = select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+async def get_active_by_hash(session: AsyncSession, key_hash: bytes, *, scheme: HashScheme) -> ApiKey | None:
+    statement = select(ApiKey).where(
+        ApiKey.key_hash == key_hash, ApiKey.hash_scheme == scheme.value, ApiKey.revoked_at.is_(None)
+    )
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def get_for_update(session: AsyncSession, api_key_id: uuid.UUID) -> ApiKey | None:
-    statement = select(ApiKey).where(ApiKey.id == api_key_id).with_for_update()
+async def rehash(session: AsyncSession, api_key_id: uuid.UUID, *, key_hash: bytes) -> None:
+    """A key made before keys were keyed, now hashed under the secret."""
+    statement = (
+        update(ApiKey)
+        .where(ApiKey.id == api_key_id, ApiKey.hash_scheme == HashScheme.sha256.value)
+        .values(key_hash=key_hash, hash_scheme=HashScheme.hmac.value)
+    )
+    await session.execute(statement)
+
+
+async def get(session: AsyncSession, api_key_id: uuid.UUID, *, for_update: bool = False) -> ApiKey | None:
+    statement = select(ApiKey).where(ApiKey.id == api_key_id)
+    if for_update:
+        statement = statement.with_for_update()
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def list_all(session: AsyncSession) -> list[ApiKey]:
-    statement = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+async def grants_of(session: AsyncSession, api_key_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    """The ad accounts each key may touch, by key (keys with none are left out)."""
+    statement = (
+        select(ApiKeyGrant.api_key_id, ApiKeyGrant.tiktok_advertiser_id)
+        .where(ApiKeyGrant.api_key_id.in_(list(api_key_ids)))
+        .order_by(ApiKeyGrant.api_key_id, ApiKeyGrant.tiktok_advertiser_id)
+    )
+    grants: dict[uuid.UUID, list[str]] = {}
+    for api_key_id, tiktok_advertiser_id in (await session.execute(statement)).all():
+        grants.setdefault(api_key_id, []).append(tiktok_advertiser_id)
+    return grants
+
+
+async def grant(session: AsyncSession, api_key_id: uuid.UUID, tiktok_advertiser_ids: Iterable[str]) -> None:
+    rows = [{"api_key_id": api_key_id, "tiktok_advertiser_id": i} for i in set(tiktok_advertiser_ids)]
+    if rows:
+        await session.execute(insert(ApiKeyGrant).values(rows).on_conflict_do_nothing())
+
+
+async def replace_grants(session: AsyncSession, api_key_id: uuid.UUID, tiktok_advertiser_ids: Iterable[str]) -> None:
+    await session.execute(delete(ApiKeyGrant).where(ApiKeyGrant.api_key_id == api_key_id))
+    await grant(session, api_key_id, tiktok_advertiser_ids)
+
+
+async def list_page(session: AsyncSession, *, after: Cursor | None, limit: int) -> list[ApiKey]:
+    """Oldest first; one row more than `limit`, so the caller knows whether another page follows."""
+    statement = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id).limit(limit + 1)
+    if after is not None:
+        statement = statement.where(tuple_(ApiKey.created_at, ApiKey.id) > tuple_(after.created_at, after.id))
     return list((await session.execute(statement)).scalars().all())
 
 
@@ -31,7 +76,7 @@ async def upsert_admin(session: AsyncSession, *, name: str, key_hash: bytes) -> 
     """
     statement = (
         insert(ApiKey)
-        .values(name=name, key_hash=key_hash, is_admin=True)
-        .on_conflict_do_update(index_elements=[ApiKey.key_hash], set_={"is_admin": True})
+        .values(name=name, key_hash=key_hash, hash_scheme=HashScheme.hmac.value, scopes=_ADMIN_SCOPES)
+        .on_conflict_do_update(index_elements=[ApiKey.key_hash], set_={"scopes": _ADMIN_SCOPES})
     )
     await session.execute(statement)

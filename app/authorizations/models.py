@@ -21,6 +21,7 @@ from sqlalchemy.ext.hybrid import hybrid_method
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.advertisers.models import Advertiser
+from app.kit.actor import WrittenByMixin
 from app.kit.db import Base, IdMixin, TimestampMixin
 from app.tiktok.models import IdentityType, PostStatus
 
@@ -55,7 +56,7 @@ class OriginKind(StrEnum):
     stitch = "stitch"
 
 
-class Authorization(IdMixin, TimestampMixin, Base):
+class Authorization(IdMixin, TimestampMixin, WrittenByMixin, Base):
     """D2: a post authorized to one ad account. Applying another code for the same post updates this row.
 
     A Duet or Stitch is two rows, one per post TikTok binds (D12): the Duet/Stitch itself, with the secondary

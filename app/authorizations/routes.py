@@ -7,7 +7,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.advertisers import service as advertisers
 from app.advertisers.errors import AdvertiserNotFound
-from app.advertisers.routes import AdvertiserIdPath
+from app.advertisers.routes import AccessibleAdvertiserId
+from app.api_keys.dependencies import CurrentCaller
 from app.authorizations import batch, intake, own_posts, service, unauthorize
 from app.authorizations.errors import (
     REFUSALS,
@@ -52,7 +53,7 @@ router = APIRouter(tags=["authorizations"])
     },
 )
 async def apply_authorization_code(
-    tiktok_advertiser_id: AdvertiserIdPath,
+    tiktok_advertiser_id: AccessibleAdvertiserId,
     body: AuthorizationCreate,
     response: Response,
     sessions: Sessions,
@@ -90,7 +91,7 @@ async def apply_authorization_code(
     responses=problem_responses(AdvertiserNotFound),
 )
 async def apply_authorization_codes(
-    tiktok_advertiser_id: AdvertiserIdPath,
+    tiktok_advertiser_id: AccessibleAdvertiserId,
     body: AuthorizationBatchCreate,
     request: Request,
     sessions: Sessions,
@@ -143,7 +144,7 @@ async def apply_authorization_codes(
     },
 )
 async def register_own_post(
-    tiktok_advertiser_id: AdvertiserIdPath,
+    tiktok_advertiser_id: AccessibleAdvertiserId,
     body: OwnPostCreate,
     response: Response,
     sessions: Sessions,
@@ -181,7 +182,13 @@ async def register_own_post(
     ),
 )
 async def unauthorize_authorization(
-    authorization_id: uuid.UUID, sessions: Sessions, tiktok: TikTok, box: Secrets, settings: AppSettings, now: Now
+    authorization_id: uuid.UUID,
+    sessions: Sessions,
+    tiktok: TikTok,
+    box: Secrets,
+    settings: AppSettings,
+    now: Now,
+    caller: CurrentCaller,
 ) -> AuthorizationRead:
     """D16: `tt_video/unbind`, refused (409 `ads_still_active`, listing them, TikTok not called) while the ad
     account has active ads on the post. A Duet/Stitch ends both posts' bindings. Twice is the same result. If
@@ -195,6 +202,7 @@ async def unauthorize_authorization(
         intake.Policy.from_settings(settings),
         authorization_id=authorization_id,
         now=now,
+        caller=caller,
     )
     return AuthorizationRead.from_model(authorization, now)
 
@@ -206,7 +214,7 @@ async def unauthorize_authorization(
     responses=problem_responses(AdvertiserNotFound, CursorInvalid),
 )
 async def list_authorizations(
-    tiktok_advertiser_id: AdvertiserIdPath,
+    tiktok_advertiser_id: AccessibleAdvertiserId,
     session: DbSession,
     now: Now,
     page: Annotated[PageParams, Depends(page_params)],
@@ -230,6 +238,8 @@ async def list_authorizations(
     summary="Read an authorization",
     responses=problem_responses(AuthorizationNotFound),
 )
-async def get_authorization(authorization_id: uuid.UUID, session: DbSession, now: Now) -> AuthorizationRead:
-    authorization = await service.get(session, authorization_id=authorization_id)
+async def get_authorization(
+    authorization_id: uuid.UUID, session: DbSession, now: Now, caller: CurrentCaller
+) -> AuthorizationRead:
+    authorization = await service.get(session, authorization_id=authorization_id, caller=caller)
     return AuthorizationRead.from_model(authorization, now)

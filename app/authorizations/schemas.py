@@ -5,22 +5,21 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from app.authorizations.models import Authorization, AuthorizationStatus, IdentityType, OriginKind
+from app.kit.bodies import FromText, RequestBody
 from app.tiktok.models import ItemType
 
 
-class AuthorizationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AuthorizationCreate(RequestBody):
     # Generous bounds here; whether it is a code at all is the service's call (reason auth_code_invalid).
     auth_code: str = Field(
         min_length=1,
         max_length=2048,
         description="The creator's video authorization code, as copied from TikTok. For a Duet or Stitch, the code "
         "of the post that is the Duet/Stitch (the secondary creator's).",
-        examples=["#SBX+video-30d/Aa1="],
+        examples=["#SBX+video/30d="],
     )
     original_post_auth_code: str | None = Field(
         default=None,
@@ -38,11 +37,9 @@ class OwnIdentityType(StrEnum):
     bc_auth_tt = "BC_AUTH_TT"
 
 
-class OwnPostCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OwnPostCreate(RequestBody):
     item_id: str = Field(pattern=r"^[0-9]{1,32}$", description="The TikTok post id.")
-    identity_type: OwnIdentityType
+    identity_type: FromText[OwnIdentityType]
     identity_id: str = Field(min_length=1, max_length=128, pattern=r"^[!-~]+$", description="TikTok's identity id.")
     identity_authorized_bc_id: str | None = Field(
         default=None,
@@ -117,6 +114,8 @@ class AuthorizationRead(BaseModel):
     active_ads: int = Field(description="Ads linked to this authorization and not removed (D6).")
     unauthorized_at: datetime | None = Field(description="When it was un-authorized (`tt_video/unbind`, D16).")
     warnings: list[AuthorizationWarning]
+    created_by_api_key_id: uuid.UUID | None = Field(description="The API key that applied it (none: a command).")
+    updated_by_api_key_id: uuid.UUID | None = Field(description="The API key that last changed it.")
     created_at: datetime
     updated_at: datetime
 
@@ -182,14 +181,14 @@ class AuthorizationRead(BaseModel):
                 if reordered
                 else []
             ),
+            created_by_api_key_id=authorization.created_by_api_key_id,
+            updated_by_api_key_id=authorization.updated_by_api_key_id,
             created_at=authorization.created_at,
             updated_at=authorization.updated_at,
         )
 
 
-class AuthorizationBatchCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AuthorizationBatchCreate(RequestBody):
     items: list[AuthorizationCreate] = Field(
         min_length=1,
         max_length=20,

@@ -8,16 +8,22 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.advertisers.models import Advertiser
+from app.api_keys.access import Caller
 from app.authorizations import repository
 from app.authorizations.errors import AuthorizationNotFound
 from app.authorizations.models import Authorization, AuthorizationStatus
 from app.kit.pagination import PageParams
 
 
-async def get(session: AsyncSession, *, authorization_id: uuid.UUID) -> Authorization:
-    """The authorization, or AuthorizationNotFound."""
-    authorization = await repository.get(session, authorization_id)
-    if authorization is None:
+async def get(session: AsyncSession, *, authorization_id: uuid.UUID, caller: Caller) -> Authorization:
+    """The authorization, or AuthorizationNotFound (also when it is in an ad account the key may not touch)."""
+    return visible(await repository.get(session, authorization_id), authorization_id, caller)
+
+
+def visible(authorization: Authorization | None, authorization_id: uuid.UUID, caller: Caller) -> Authorization:
+    """`authorization` if it exists and the key may touch its ad account; else AuthorizationNotFound, so that
+    its existence does not leak."""
+    if authorization is None or not caller.may_touch(authorization.advertiser.tiktok_advertiser_id):
         raise AuthorizationNotFound(f"Authorization {authorization_id} does not exist.")
     return authorization
 

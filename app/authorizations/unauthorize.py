@@ -19,15 +19,16 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ads import repository as ads
+from app.api_keys.access import Caller
 from app.authorizations import repository
 from app.authorizations.errors import (
     AdsStillActive,
     AuthorizationInProgress,
-    AuthorizationNotFound,
     PairStillBound,
 )
 from app.authorizations.intake import NOTHING_APPLIED, Policy, as_problem
 from app.authorizations.models import Authorization, AuthorizationState, IdentityType
+from app.authorizations.service import visible
 from app.kit import clock
 from app.kit.crypto import SecretBox
 from app.tiktok.client import TikTokClient
@@ -46,9 +47,10 @@ async def unauthorize(
     *,
     authorization_id: uuid.UUID,
     now: datetime,
+    caller: Caller,
 ) -> Authorization:
     """Un-authorize the post (and a pair's other post) from its ad account. Twice is the same result."""
-    group = await _claim(sessions, policy, authorization_id=authorization_id, now=now)
+    group = await _claim(sessions, policy, authorization_id=authorization_id, now=now, caller=caller)
     if group:
         outcomes = await _unbind(tiktok, box, group)
         await _record(sessions, outcomes)
@@ -62,13 +64,11 @@ async def unauthorize(
 
 
 async def _claim(
-    sessions: Sessions, policy: Policy, *, authorization_id: uuid.UUID, now: datetime
+    sessions: Sessions, policy: Policy, *, authorization_id: uuid.UUID, now: datetime, caller: Caller
 ) -> list[Authorization]:
     """Decide, under the rows' locks, and record the intent. Returns the rows to unbind (none: already done)."""
     async with sessions.begin() as session:
-        row = await repository.get(session, authorization_id)
-        if row is None:
-            raise AuthorizationNotFound(f"Authorization {authorization_id} does not exist.")
+        row = visible(await repository.get(session, authorization_id), authorization_id, caller)
         if row.state == AuthorizationState.unauthorized:
             return []
         ids = [row.id]

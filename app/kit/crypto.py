@@ -47,6 +47,7 @@ class SecretBox:
         if not keys:
             raise ValueError("at least one encryption key is required")
         self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
+        self._first = Fernet(keys[0].encode())
         self._fingerprint_keys = [_derive_key(key, _FINGERPRINT_CONTEXT) for key in keys]
         # itsdangerous signs with the last key and verifies with all of them: newest last.
         self._signer = URLSafeSerializer([_derive_key(key, _SIGNING_CONTEXT) for key in reversed(keys)], salt="v1")
@@ -57,6 +58,25 @@ class SecretBox:
     def decrypt(self, token: bytes) -> str:
         try:
             return self._fernet.decrypt(token).decode()
+        except InvalidToken as exc:
+            raise DecryptionFailed("no configured key decrypts this value") from exc
+
+    def decrypt_under_first_key(self, token: bytes) -> str | None:
+        """The clear text if the first key encrypted `token`; None if an older key did, or none of them.
+
+        What tells a value that needs re-encrypting from one that does not: Fernet tokens do not name their key,
+        and trying the first key alone is one HMAC check (plus the decryption, when it is the first key's).
+        """
+        try:
+            return self._first.decrypt(token).decode()
+        except InvalidToken:
+            return None
+
+    def rotate(self, token: bytes) -> bytes:
+        """`token` re-encrypted under the first key (`MultiFernet.rotate`): the same clear text and timestamp.
+        DecryptionFailed if no configured key decrypts it."""
+        try:
+            return self._fernet.rotate(token)
         except InvalidToken as exc:
             raise DecryptionFailed("no configured key decrypts this value") from exc
 
@@ -81,8 +101,19 @@ class SecretBox:
 
 
 def hash_api_key(key: str) -> bytes:
-    """API keys are long random strings, so an unkeyed SHA-256 is enough to store them safely."""
+    """The unkeyed SHA-256 API keys were stored under before they were keyed: only to recognise those keys once."""
     return hashlib.sha256(key.encode()).digest()
+
+
+class KeyHasher:
+    """API keys are stored and looked up by an HMAC-SHA256 under a server secret (API_KEY_SECRET): a copy of the
+    database alone does not let anyone test guesses of a weak key, the bootstrap key an operator chose included."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = hashlib.sha256(b"spark-authorizations/api-key/v1" + secret.encode()).digest()
+
+    def hash(self, key: str) -> bytes:
+        return hmac.new(self._key, key.encode(), hashlib.sha256).digest()
 
 
 def secret_hint(secret: str) -> str:

@@ -6,7 +6,7 @@ again, byte for byte, with `Idempotent-Replayed: true`, for 24 hours; it calls n
 same key for another request (another method, path, query or body) is 422 `idempotency_key_reused`; while the
 first is still running it is 409 `idempotency_key_in_use` (retryable, `Retry-After: 1`).
 
-The caller is the SHA-256 of the bearer API key, as `api_keys` stores it: no lookup, and one caller never sees
+The caller is the keyed hash of the bearer API key, as `api_keys` stores it: no lookup, and one caller never sees
 another's keys. Authentication itself stays the app's: an answer that refuses the caller (401, 403) is not stored,
 nor one that says to try again (any 5xx, any problem with `retryable: true`), so that a retry runs afresh.
 
@@ -51,7 +51,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.kit import clock
-from app.kit.crypto import hash_api_key
+from app.kit.crypto import KeyHasher
 from app.kit.db import DATABASE_ERROR_TYPES, Base, is_database_unavailable
 from app.kit.errors import PROBLEM_MEDIA_TYPE, DatabaseUnavailable, ProblemError, problem_response, problem_responses
 from app.kit.settings import Settings
@@ -288,7 +288,7 @@ class IdempotencyMiddleware:
             return
         headers = Headers(scope=scope)
         keys = headers.getlist(HEADER)
-        caller = _caller(headers.get("authorization"))
+        caller = _caller(headers.get("authorization"), scope["app"].state.key_hasher)
         if not keys or caller is None:
             # No key: nothing to remember. No bearer key: the app answers 401, and there is no caller anyway.
             await self.app(scope, receive, send)
@@ -387,12 +387,12 @@ def _under_prefix(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
-def _caller(authorization: str | None) -> bytes | None:
-    """The caller as `api_keys` knows it, read exactly as the app's HTTPBearer reads the key."""
+def _caller(authorization: str | None, hasher: KeyHasher) -> bytes | None:
+    """The caller as `api_keys` knows it (its keyed hash), read exactly as the app's HTTPBearer reads the key."""
     scheme, credentials = get_authorization_scheme_param(authorization)
     if not credentials or scheme.lower() != "bearer":
         return None
-    return hash_api_key(credentials)
+    return hasher.hash(credentials)
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -107,16 +107,21 @@ class PostgresCallBudget:
         loop = asyncio.get_running_loop()
         params = {"name": self._name, "qps": self._qps, "spacing": 1.0 + LATE_TOLERANCE_SECONDS}
         async with self._sessions.begin() as session:
-            for _ in range(2):
+            retry_after = 1.0
+            for _ in range(3):
                 sent = loop.time()
                 wait = (await session.execute(_TAKE, {**params, "max_wait": max_wait_seconds})).scalar_one_or_none()
                 received = loop.time()  # read at once: the commit's time is not part of the wait
                 if wait is not None:
                     return sent + float(wait), received + float(wait)
                 peek = (await session.execute(_PEEK, params)).one_or_none()
-                if peek is not None and peek[0]:
-                    raise TikTokBudgetExhausted(
-                        f"no turn to call TikTok frees within {max_wait_seconds:.1f} s", retry_after_seconds=peek[1]
-                    )
-                await session.execute(_RESET, params)  # first use, or TIKTOK_QPS changed: a fresh budget
-        raise AssertionError("a fresh budget always has a turn free")
+                if peek is None or not peek[0]:
+                    await session.execute(_RESET, params)  # first use, or TIKTOK_QPS changed: a fresh budget
+                    continue
+                retry_after = float(peek[1])
+                if retry_after > max_wait_seconds:
+                    break
+                # A turn is free now: another caller made the row (or freed a turn) between the two statements.
+        raise TikTokBudgetExhausted(
+            f"no turn to call TikTok frees within {max_wait_seconds:.1f} s", retry_after_seconds=retry_after
+        )

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
         description="The part of TikTok's URL before `v1.3/`, e.g. https://business-api.tiktok.com/open_api/"
     )
     bootstrap_api_key: SecretStr | None = None
+    # The secret API keys are hashed under (HMAC). The API refuses to start without it; commands do not need it.
+    api_key_secret: SecretStr | None = None
     encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
         description="Comma-separated url-safe base64 32-byte keys; the first encrypts, all decrypt."
     )
@@ -121,6 +123,10 @@ class Settings(BaseSettings):
             api_key = self.bootstrap_api_key.get_secret_value()
             if len(api_key) < 32 or _looks_like_placeholder(api_key):
                 raise ValueError("BOOTSTRAP_API_KEY looks like a placeholder: use at least 32 random characters")
+        if self.api_key_secret is not None:
+            secret = self.api_key_secret.get_secret_value()
+            if len(secret) < 32 or _looks_like_placeholder(secret):
+                raise ValueError("API_KEY_SECRET looks like a placeholder: use at least 32 random characters")
         for key in self.encryption_keys:
             raw = base64.urlsafe_b64decode(key.get_secret_value().encode())
             if len(set(raw)) < 8:

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from app.ads.schemas import AdRead
+from app.api_keys.dependencies import CurrentCaller
 from app.authorizations.models import Authorization
 from app.authorizations.schemas import AuthorizationRead
 from app.kit.db import Sessions
@@ -23,11 +24,12 @@ ItemIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,32}$", description="The TikT
     summary="May the creator delete this post?",
     responses=problem_responses(),
 )
-async def get_deletion_safety(item_id: ItemIdPath, sessions: Sessions) -> DeletionSafety:
+async def get_deletion_safety(item_id: ItemIdPath, sessions: Sessions, caller: CurrentCaller) -> DeletionSafety:
     """D7: `safe` only when, in every ad account the service knows, no active ad uses the post and no authorization
     still binds it, nor a Duet/Stitch made from it. Otherwise every blocker, with the action that clears it. A post
-    the service has never seen is safe with `known: false`."""
-    return service.deletion_safety(await service.view(sessions, item_id=item_id))
+    the service has never seen is safe with `known: false`. Every ad account counts; the blockers are named only in
+    the ad accounts this API key may see, and the others counted (`other_ad_accounts`)."""
+    return service.deletion_safety(await service.view(sessions, item_id=item_id), caller)
 
 
 @router.get(
@@ -36,10 +38,10 @@ async def get_deletion_safety(item_id: ItemIdPath, sessions: Sessions) -> Deleti
     summary="A post across every ad account",
     responses=problem_responses(),
 )
-async def get_post(item_id: ItemIdPath, sessions: Sessions) -> PostRead:
+async def get_post(item_id: ItemIdPath, sessions: Sessions, caller: CurrentCaller) -> PostRead:
     """The post's authorizations in every ad account (un-authorized ones included), the Duets/Stitches made from
-    it, and every ad of each. A post the service has never seen has none, with `known: false`."""
-    post = await service.view(sessions, item_id=item_id)
+    it, and every ad of each, in the ad accounts this API key may see. With none to show, `known: false`."""
+    post = service.visible_to(await service.view(sessions, item_id=item_id), caller)
 
     def with_ads(rows: list[Authorization]) -> list[AuthorizationWithAds]:
         return [

@@ -44,14 +44,22 @@ class Blocker(BaseModel):
 class DeletionSafety(BaseModel):
     item_id: str
     known: bool = Field(
-        description="Whether the service has ever tracked this post (or a Duet/Stitch of it). An unknown post is "
+        description="Whether the service has ever tracked this post (or a Duet/Stitch of it), in any ad account. An "
+        "unknown post is "
         "`safe`: nothing here blocks it; `known` tells that apart from 'checked and clear'."
     )
     safe: bool = Field(
         description="True only when, in every ad account the service knows, no active ad uses the post and no "
         "authorization still binds it (an expired one that was never un-authorized still does) (D7)."
     )
-    blockers: list[Blocker] = Field(description="Every ad and authorization that blocks deletion, with its action.")
+    blockers: list[Blocker] = Field(
+        description="Every ad and authorization that blocks deletion, with its action, in the ad accounts this API "
+        "key may see."
+    )
+    other_ad_accounts: int = Field(
+        description="Ad accounts this key may not see where the post is blocked too: counted, not named. `safe` "
+        "counts them."
+    )
     checked_at: datetime = Field(
         description="The moment the answer describes: one consistent view of every ad account."
     )

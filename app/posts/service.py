@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ads import repository as ads_repository
 from app.ads.models import Ad, AdState
+from app.api_keys.access import Caller
 from app.authorizations import repository as authorizations_repository
 from app.authorizations.models import Authorization, AuthorizationState, AuthorizationStatus
 from app.kit import clock
@@ -62,11 +63,27 @@ async def view(sessions: async_sessionmaker[AsyncSession], *, item_id: str) -> P
     )
 
 
-def deletion_safety(post: PostView) -> DeletionSafety:
-    """D7: safe only when no ad uses the post and no authorization binds it, or a Duet/Stitch made from it."""
+def visible_to(post: PostView, caller: Caller) -> PostView:
+    """The post as this key may see it: only the ad accounts it may touch."""
+    return PostView(
+        item_id=post.item_id,
+        authorizations=[row for row in post.authorizations if caller.may_touch(row.advertiser.tiktok_advertiser_id)],
+        pairs=[row for row in post.pairs if caller.may_touch(row.advertiser.tiktok_advertiser_id)],
+        ads=post.ads,
+        now=post.now,
+    )
+
+
+def deletion_safety(post: PostView, caller: Caller) -> DeletionSafety:
+    """D7: safe only when no ad uses the post and no authorization binds it, or a Duet/Stitch made from it, in
+    any ad account. The blockers are named in the ad accounts the key may see; the others are counted."""
     blockers: list[Blocker] = []
+    hidden: set[str] = set()
     for row in post.authorizations + post.pairs:
         if row.state == AuthorizationState.unauthorized:
+            continue
+        if not caller.may_touch(row.advertiser.tiktok_advertiser_id):
+            hidden.add(row.advertiser.tiktok_advertiser_id)
             continue
         status = row.status_at(post.now)
         # A row of another post is here because it is a Duet/Stitch made from this one: it has an origin kind.
@@ -84,5 +101,10 @@ def deletion_safety(post: PostView) -> DeletionSafety:
         action = Action.settle if status in _UNKNOWN_OUTCOME else Action.unauthorize
         blockers.append(Blocker(kind=BlockerKind.authorization, action=action, ad_id=None, **common))
     return DeletionSafety(
-        item_id=post.item_id, known=post.known, safe=not blockers, blockers=blockers, checked_at=post.now
+        item_id=post.item_id,
+        known=post.known,
+        safe=not blockers and not hidden,
+        blockers=blockers,
+        other_ad_accounts=len(hidden),
+        checked_at=post.now,
     )

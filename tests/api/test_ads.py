@@ -57,6 +57,8 @@ AD_FIELDS = {
     "state",
     "removed_at",
     "warnings",
+    "created_by_api_key_id",
+    "updated_by_api_key_id",
     "created_at",
     "updated_at",
 }

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.kit.crypto import KeyHasher
 from tests.api.helpers import assert_problem, dump_database
+from tests.conftest import API_KEY_SECRET
 
 
 async def _create(client: httpx.AsyncClient, name: str = "campaign-tool", admin: bool = False) -> dict[str, Any]:
@@ -36,14 +37,14 @@ class TestCreateApiKey:
         assert created["key"] not in await dump_database(db)
         async with db.connect() as connection:
             stored = await connection.execute(text("SELECT key_hash FROM api_keys WHERE name = 'campaign-tool'"))
-            assert bytes(stored.scalar_one()) == hashlib.sha256(created["key"].encode()).digest()
+            assert bytes(stored.scalar_one()) == KeyHasher(API_KEY_SECRET).hash(created["key"])
 
     async def test_listing_never_shows_values(self, client: httpx.AsyncClient) -> None:
         created = await _create(client)
         listing = await client.get("/v1/api-keys")
         assert listing.status_code == 200
-        assert [key["name"] for key in listing.json()] == ["bootstrap", "campaign-tool"]
-        assert all("key" not in key for key in listing.json())
+        assert [key["name"] for key in listing.json()["items"]] == ["bootstrap", "campaign-tool"]
+        assert all("key" not in key for key in listing.json()["items"])
         assert created["key"] not in listing.text
 
     async def test_a_key_that_is_not_admin_cannot_manage_keys(
@@ -85,7 +86,8 @@ class TestRevokeApiKey:
         assert len({answer.json()["revoked_at"] for answer in answers}) == 1
 
     async def test_a_key_cannot_revoke_itself(self, client: httpx.AsyncClient) -> None:
-        bootstrap = next(key for key in (await client.get("/v1/api-keys")).json() if key["name"] == "bootstrap")
+        keys = (await client.get("/v1/api-keys")).json()["items"]
+        bootstrap = next(key for key in keys if key["name"] == "bootstrap")
         assert_problem(await client.delete(f"/v1/api-keys/{bootstrap['id']}"), 409, "cannot_revoke_own_key")
 
     async def test_unknown_key_is_404(self, client: httpx.AsyncClient) -> None:

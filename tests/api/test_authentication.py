@@ -1,8 +1,7 @@
-"""Every /v1 path needs `Authorization: Bearer <api key>`; keys are stored only as hashes."""
+"""Every /v1 path needs `Authorization: Bearer <api key>`; keys are stored only as keyed hashes (HMAC)."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
 import httpx
@@ -11,7 +10,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import API_KEY
+from app.kit.crypto import KeyHasher
+from tests.conftest import API_KEY, API_KEY_SECRET
 
 
 def _v1_operations() -> list[tuple[str, str]]:
@@ -66,7 +66,7 @@ class TestAuthentication:
             rows = (await connection.execute(text("SELECT name, key_hash FROM api_keys"))).all()
             dump = (await connection.execute(text("SELECT api_keys::text FROM api_keys"))).scalars().all()
         assert [(name, bytes(key_hash)) for name, key_hash in rows] == [
-            ("bootstrap", hashlib.sha256(API_KEY.encode()).digest())
+            ("bootstrap", KeyHasher(API_KEY_SECRET).hash(API_KEY))
         ]
         assert all(API_KEY not in row for row in dump)
 

@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.authorizations import batch as batch_module
 from app.authorizations.batch import CONCURRENCY
+from app.kit.rate_budget import PostgresCallBudget
 from app.kit.settings import Settings
 from dev.sandbox.app import create_sandbox_app
 from dev.sandbox.seed import bulk_code
@@ -249,6 +251,16 @@ class TestRateBudget:
         assert all(_outcomes(response) == ["created"] * 5 for response in responses)
         assert len(sandbox.state.sandbox.calls) == 120  # 60 codes: info and authorize each
         assert sandbox.state.sandbox.max_calls_in_any_second() <= 5
+
+    async def test_callers_racing_to_make_the_budget_all_get_a_turn(self, settings: Settings, db: AsyncEngine) -> None:
+        """The budget's row is made by its first user. Callers that found no row while another made it must take
+        a turn from the new row, not report the budget as spent (it once did: 503 on a fresh budget)."""
+        async with running(settings, httpx.ASGITransport(app=create_sandbox_app())) as started:
+            budget = PostgresCallBudget(started.app.state.sessionmaker, qps=50, name="race")
+            for _ in range(5):
+                async with db.begin() as connection:
+                    await connection.execute(text("DELETE FROM call_turns WHERE name = 'race'"))
+                await asyncio.gather(*(budget.take_turn(max_wait_seconds=5.0) for _ in range(20)))
 
     async def test_waiting_is_not_failing_until_the_deadline_then_rate_limited_with_retry_after(
         self, settings: Settings, db: AsyncEngine, fast_retries: None

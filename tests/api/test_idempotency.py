@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from app.kit import clock
-from app.kit.crypto import hash_api_key
+from app.kit.crypto import KeyHasher
 from app.kit.idempotency import RETENTION
 from tests.api.helpers import (
     CountingTransport,
@@ -29,7 +29,7 @@ from tests.api.helpers import (
     count_rows,
     dump_database,
 )
-from tests.conftest import ADVERTISER_ID, API_KEY, Running
+from tests.conftest import ADVERTISER_ID, API_KEY, API_KEY_SECRET, Running
 
 VIDEO_30D = "#SBX+video/30d="
 VIDEO_7D = "#SBX+video/7d="
@@ -37,6 +37,7 @@ EXPIRED = "#SBX+expired/error="
 TIMES_OUT = "#SBX+authorize/times-out="
 AD_ID = "1800000000000000001"
 APPLY_PATH = f"/v1/advertisers/{ADVERTISER_ID}/authorizations"
+_caller = KeyHasher(API_KEY_SECRET).hash  # how the idempotency table names a caller
 
 Service = Callable[..., Any]
 
@@ -116,7 +117,7 @@ class TestReplay:
         assert await count_rows(db, "authorizations") == 1
         (entry,) = entries
         assert (entry["state"], entry["status"], bytes(entry["body"])) == ("done", 201, first.content)
-        assert entry["caller"] == hash_api_key(API_KEY)
+        assert entry["caller"] == _caller(API_KEY)
         assert entry["headers"] == {"content-type": "application/json"}
 
     async def test_every_write_method_replays_its_first_answer(
@@ -208,7 +209,9 @@ class TestKeyBindsOneRequest:
 
     async def test_keys_of_two_api_keys_are_independent(self, service: Service, sandbox: Any, db: AsyncEngine) -> None:
         started: Running = await service(_counting(sandbox))
-        created = await started.client.post("/v1/api-keys", json={"name": "campaign-tool"})
+        created = await started.client.post(
+            "/v1/api-keys", json={"name": "campaign-tool", "advertiser_ids": [ADVERTISER_ID]}
+        )
         assert created.status_code == 201, created.text
         key = _key()
         async with await _client_for(started.app, created.json()["key"]) as other:
@@ -224,7 +227,7 @@ class TestKeyBindsOneRequest:
             assert_replay_of(await _apply(started.client, VIDEO_30D, key), first)
 
         callers = {entry["caller"] for entry in await _entries(db)}
-        assert callers == {hash_api_key(API_KEY), hash_api_key(created.json()["key"])}
+        assert callers == {_caller(API_KEY), _caller(created.json()["key"])}
 
 
 class TestRetryableAnswersAreNotKept:
@@ -385,7 +388,9 @@ class TestExpiry:
         self, service: Service, sandbox: Any, db: AsyncEngine
     ) -> None:
         started: Running = await service(_counting(sandbox))
-        created = await started.client.post("/v1/api-keys", json={"name": "campaign-tool"})
+        created = await started.client.post(
+            "/v1/api-keys", json={"name": "campaign-tool", "advertiser_ids": [ADVERTISER_ID]}
+        )
         async with await _client_for(started.app, created.json()["key"]) as other:
             for client in (started.client, other):
                 for name in ("a", "b"):
@@ -398,8 +403,8 @@ class TestExpiry:
         assert (await _apply(started.client, VIDEO_30D, "c")).status_code == 201
 
         remaining = {(bytes(entry["caller"]), entry["key"]) for entry in await _entries(db)}
-        other_caller = hash_api_key(created.json()["key"])
-        assert remaining == {(hash_api_key(API_KEY), "c"), (other_caller, "a"), (other_caller, "b")}
+        other_caller = _caller(created.json()["key"])
+        assert remaining == {(_caller(API_KEY), "c"), (other_caller, "a"), (other_caller, "b")}
 
 
 class TestAbandoned:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.kit.settings import Settings
 from app.main import create_app
 from dev.sandbox.app import create_sandbox_app
-from tests.conftest import API_KEY, served_on_loopback, truncate_all
+from tests.conftest import API_KEY, API_KEY_SECRET, served_on_loopback, truncate_all
 
 ROOT = Path(__file__).resolve().parents[2]
 schema = schemathesis.openapi.from_path(ROOT / "openapi.yaml")
@@ -51,6 +51,7 @@ def live_server(database_url: str) -> Iterator[str]:
         database_url=database_url,
         tiktok_api_base_url="https://sandbox.tiktok.invalid/open_api/",
         bootstrap_api_key=API_KEY,  # type: ignore[arg-type]
+        api_key_secret=API_KEY_SECRET,  # type: ignore[arg-type]
         encryption_keys="S3uEsldm1tB0-7Hx6UTfb7HhAdLgd2nsv0k1tq7HdX0=",  # type: ignore[arg-type]
         tiktok_deadline_seconds=1.0,
         tiktok_max_attempts=1,
