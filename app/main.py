@@ -12,15 +12,21 @@ from fastapi import APIRouter, Depends, FastAPI
 from app.ads.routes import router as ads_router
 from app.advertisers.routes import router as advertisers_router
 from app.api_keys import service as api_keys
-from app.api_keys.dependencies import require_api_key
+from app.api_keys.dependencies import current_caller
+from app.api_keys.errors import ScopeRequired
+from app.api_keys.middleware import AuthenticationMiddleware, under_prefix
 from app.api_keys.routes import router as api_keys_router
 from app.authorizations.routes import router as authorizations_router
 from app.health.routes import router as health_router
+from app.kit.contract import install_contract
 from app.kit.crypto import KeyHasher
-from app.kit.errors import NotAuthenticated, install_problem_handlers, problem_responses
+from app.kit.docs import install_docs
+from app.kit.errors import NotAuthenticated, ProblemError, install_problem_handlers
 from app.kit.idempotency import IdempotencyMiddleware
 from app.kit.logging import configure_logging
+from app.kit.query import refuse_undeclared_query_parameters
 from app.kit.request_id import RequestIdMiddleware
+from app.kit.request_limits import RequestLimitsMiddleware
 from app.kit.resources import open_resources
 from app.kit.settings import LogFormat, Settings, get_settings
 from app.posts.routes import router as posts_router
@@ -29,6 +35,28 @@ log = structlog.get_logger(__name__)
 
 API_TITLE = "Spark Ads authorizations"
 API_VERSION = "1.0.0"
+DESCRIPTION = """Takes TikTok creators' video authorization codes, validates and applies them through TikTok's Business
+API, and tracks every authorization window, every ad that uses an authorized post, and every un-authorization.
+
+**Authentication.** Every `/v1` operation needs `Authorization: Bearer <api key>`, with the `read` scope for GET
+and `write` for the others. A key that is not an admin key touches only its own ad accounts: anywhere else the
+answer is 404, as for an ad account that does not exist.
+
+**Errors.** Every error is an RFC 9457 `application/problem+json` body (`Problem`) with a stable `reason`
+(`ProblemReason`) to switch on; each operation lists the reasons it can answer with each status. Paths have no
+trailing slash (404 `not_found` names the path without it); a method a path does not serve is 405
+`method_not_allowed`, with `Allow` listing those it does. Request bodies are JSON (else 415
+`unsupported_media_type`), at most `MAX_BODY_BYTES` (64 KiB by default; else 413 `request_too_large`), and
+strictly typed: no field takes a value of another JSON type, and unknown fields are refused (422).
+
+**Timeouts.** Operations that call TikTok say so. Each call to TikTok, retries included, ends within
+`TIKTOK_DEADLINE_SECONDS` (15 s by default). One code makes up to five (waiting for another request on the same
+post, reading the code, finding the post, applying it), a Duet/Stitch pair up to seven: with the default deadline,
+give those operations a client timeout of at least two minutes (`docs/operations.md` has the table). Every other
+operation answers in well under a second.
+
+**Safe retries.** Writes take an `Idempotency-Key` header; see the parameter.
+"""
 
 
 def create_app(
@@ -64,19 +92,26 @@ def create_app(
     app = FastAPI(
         title=API_TITLE,
         version=API_VERSION,
-        description=(
-            "Takes TikTok creators' video authorization codes, validates and applies them through TikTok's Business "
-            "API, and tracks every authorization window. Every error is an RFC 9457 `application/problem+json` "
-            "body with a stable `reason`."
-        ),
+        description=DESCRIPTION,
+        servers=[{"url": "/", "description": "Where this document is served from (`make run`: http://127.0.0.1:8000)"}],
         lifespan=lifespan,
+        # A trailing slash is a 404 problem that names the path without it, not a bare redirect.
+        redirect_slashes=False,
+        dependencies=[Depends(refuse_undeclared_query_parameters)],
+        docs_url=None,  # served by install_docs, from packaged assets rather than a CDN
+        redoc_url=None,
     )
     install_problem_handlers(app)
-    # Added first, so it runs inside the request id's: a replayed answer carries the replaying request's id.
+    install_contract(app, kind_level=_problems_of_every_operation_under)
+    install_docs(app)
+    # Outermost last: request id, then authentication (before anything reads the body), then the body's limits,
+    # then idempotency (which replays an answer with the replaying request's id), then the app.
     app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RequestLimitsMiddleware)
+    app.add_middleware(AuthenticationMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=problem_responses(NotAuthenticated))
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(current_caller)])
     v1.include_router(api_keys_router)
     v1.include_router(advertisers_router)
     v1.include_router(authorizations_router)
@@ -84,6 +119,11 @@ def create_app(
     v1.include_router(posts_router)
     app.include_router(v1)
     return app
+
+
+def _problems_of_every_operation_under(path: str) -> list[type[ProblemError]]:
+    """What every operation under `path` can answer besides its own problems (for the OpenAPI document)."""
+    return [NotAuthenticated, ScopeRequired] if under_prefix(path) else []
 
 
 app = create_app()

@@ -348,14 +348,17 @@ def _banner(*, base_url: str, data_dir: Path, embedded_postgres: bool, use_sandb
         {"tiktok_advertiser_id": SAMPLE_ADVERTISER_ID, "access_token": SAMPLE_ACCESS_TOKEN, "name": "Demo"}
     )
     authorization = json.dumps({"auth_code": code})
+    # The start of the README's "A first session", which goes further; -w prints each answer's HTTP status.
+    curl = "curl -sS -w '\\n%{http_code}\\n'"
     auth_header = '-H "Authorization: Bearer $KEY" -H "Content-Type: application/json"'
     lines += [
         "",
-        "  Try it:",
+        "  Try it (the start of the README's first session, which goes further):",
         f"    KEY={shlex.quote(api_key)}",
-        f"    curl -s {base_url}/v1/advertisers {auth_header} \\",
+        f"    BASE={base_url}",
+        f'    {curl} "$BASE/v1/advertisers" {auth_header} \\',
         f"      -d {shlex.quote(advertiser)}",
-        f"    curl -s {base_url}/v1/advertisers/{SAMPLE_ADVERTISER_ID}/authorizations {auth_header} \\",
+        f'    {curl} "$BASE/v1/advertisers/{SAMPLE_ADVERTISER_ID}/authorizations" {auth_header} \\',
         f"      -d {shlex.quote(authorization)}",
         "",
         "  Ctrl-C stops everything.",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from app.ads import service
 from app.ads.errors import LINK_REFUSALS, AdNotFound
-from app.ads.schemas import AdCreate, AdRead, SparkAdsQuota
+from app.ads.schemas import AdCreate, AdPage, AdRead, SparkAdsQuota
 from app.advertisers import service as advertisers
 from app.advertisers.errors import AdvertiserNotFound
 from app.advertisers.routes import AccessibleAdvertiserId
@@ -18,7 +18,7 @@ from app.kit.clock import Now
 from app.kit.db import DbSession
 from app.kit.deps import AppSettings
 from app.kit.errors import CursorInvalid, problem_responses
-from app.kit.pagination import Page, PageParams, page_params
+from app.kit.pagination import PageParams, page_params
 
 router = APIRouter(tags=["ads"])
 
@@ -62,9 +62,23 @@ async def link_ad(
         identity_ads_limit=settings.identity_ads_limit,
         caller=caller,
     )
-    if not linked.created:
+    if linked.created:
+        response.headers["Location"] = f"/v1/authorizations/{authorization_id}/ads/{body.ad_id}"
+    else:
         response.status_code = status.HTTP_200_OK
     return AdRead.from_model(linked.ad, linked.authorization)
+
+
+@router.get(
+    "/authorizations/{authorization_id}/ads/{ad_id}",
+    operation_id="getAd",
+    summary="Read one ad of an authorization",
+    responses=problem_responses(AuthorizationNotFound, AdNotFound),
+)
+async def get_ad(authorization_id: uuid.UUID, ad_id: AdIdPath, session: DbSession, caller: CurrentCaller) -> AdRead:
+    """The link, removed or not."""
+    authorization, ad = await service.get(session, authorization_id=authorization_id, ad_id=ad_id, caller=caller)
+    return AdRead.from_model(ad, authorization)
 
 
 @router.get(
@@ -81,7 +95,7 @@ async def list_ads(
     state: Annotated[
         AdStateFilter, Query(description="`active` (the default): ads not removed; `all`: removed ones too.")
     ] = AdStateFilter.active,
-) -> Page[AdRead]:
+) -> AdPage:
     """Newest first, a page at a time."""
     authorization, rows, next_cursor = await service.list_page(
         session,
@@ -90,7 +104,7 @@ async def list_ads(
         page=page,
         caller=caller,
     )
-    return Page[AdRead](items=[AdRead.from_model(ad, authorization) for ad in rows], next_cursor=next_cursor)
+    return AdPage(items=[AdRead.from_model(ad, authorization) for ad in rows], next_cursor=next_cursor)
 
 
 @router.delete(

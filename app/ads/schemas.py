@@ -8,8 +8,9 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from app.ads.models import Ad, AdState, CampaignType
 from app.authorizations.models import Authorization
-from app.authorizations.schemas import AuthorizationWarning
+from app.authorizations.schemas import AuthorizationWarning, WarningReason
 from app.kit.bodies import FromText, RequestBody
+from app.kit.pagination import Page
 
 # TikTok's ids are positive numbers written without leading zeros: "0055" and "55" would be one ad.
 AdId = Annotated[
@@ -17,9 +18,11 @@ AdId = Annotated[
 ]
 
 # Years an ad's end can sensibly fall in; beyond, a date would not survive the trip to Postgres and back (asyncpg
-# turns the extremes of Python's calendar into infinity).
-_EARLIEST_END = datetime(2000, 1, 1, tzinfo=UTC)
-_LATEST_END = datetime(9000, 1, 1, tzinfo=UTC)
+# turns the extremes of Python's calendar into infinity). The schema says it with a pattern on the year as written;
+# the bounds below leave room for any UTC offset of a time written in those years.
+_END_YEARS = r"^(2[0-9]{3}|[3-8][0-9]{3})-"
+_EARLIEST_END = datetime(1999, 12, 31, tzinfo=UTC)
+_LATEST_END = datetime(9000, 1, 2, tzinfo=UTC)
 
 
 def _a_sane_end(value: datetime) -> datetime:
@@ -28,11 +31,11 @@ def _a_sane_end(value: datetime) -> datetime:
     except OverflowError as exc:
         raise ValueError("ends_at is outside the calendar") from exc
     if not _EARLIEST_END <= utc < _LATEST_END:
-        raise ValueError("ends_at must fall between the years 2000 and 9000")
+        raise ValueError("ends_at must fall in the years 2000 to 8999")
     return utc
 
 
-AdEnd = Annotated[AwareDatetime, AfterValidator(_a_sane_end)]
+AdEnd = Annotated[AwareDatetime, AfterValidator(_a_sane_end), Field(json_schema_extra={"pattern": _END_YEARS})]
 
 
 class AdCreate(RequestBody):
@@ -76,7 +79,7 @@ class AdRead(BaseModel):
             if ad.ends_at is not None and window_end is not None and ad.ends_at > window_end:
                 warnings.append(
                     AuthorizationWarning(
-                        reason="ad_outlives_authorization",
+                        reason=WarningReason.ad_outlives_authorization,
                         detail=f"The ad is scheduled until {ad.ends_at.isoformat()}, but the authorization ends at "
                         f"{window_end.isoformat()}: the ad stops delivering then.",
                     )
@@ -84,7 +87,7 @@ class AdRead(BaseModel):
             if authorization.is_private() and not ad.only_show_as_ad:
                 warnings.append(
                     AuthorizationWarning(
-                        reason="post_will_become_public",
+                        reason=WarningReason.post_will_become_public,
                         detail="The post is private and the ad is not set to 'only show as ad': the post becomes "
                         "public while the ad runs.",
                     )
@@ -124,3 +127,7 @@ class SparkAdsQuota(BaseModel):
         description="For each identity the ad account's posts come from: its active ads across every ad account "
         "the service knows, against TikTok's cap for one identity."
     )
+
+
+class AdPage(Page[AdRead]):
+    """A page of ads; `next_cursor` fetches the next."""

@@ -151,6 +151,17 @@ async def remove(
     log.info("ad.removed", ad_id=ad_id, authorization_id=str(authorization.id))
 
 
+async def get(
+    session: AsyncSession, *, authorization_id: uuid.UUID, ad_id: str, caller: Caller
+) -> tuple[Authorization, Ad]:
+    """One ad of the authorization, removed or not."""
+    authorization = visible(await authorizations.get(session, authorization_id), authorization_id, caller)
+    ad = await repository.get_by_ad_id(session, ad_id)
+    if ad is None or ad.authorization_id != authorization.id:
+        raise AdNotFound(f"Authorization {authorization_id} has no ad {ad_id}.")
+    return authorization, ad
+
+
 async def list_page(
     session: AsyncSession, *, authorization_id: uuid.UUID, include_removed: bool, page: PageParams, caller: Caller
 ) -> tuple[Authorization, list[Ad], str | None]:

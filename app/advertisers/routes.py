@@ -2,16 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Depends, Path, Response, status
 
 from app.advertisers import service
 from app.advertisers.errors import AdvertiserAlreadyExists, AdvertiserNotFound
-from app.advertisers.schemas import AccessTokenUpdate, AdvertiserCreate, AdvertiserRead, AdvertiserUpdate
+from app.advertisers.schemas import (
+    AccessTokenUpdate,
+    AdvertiserCreate,
+    AdvertiserPage,
+    AdvertiserRead,
+    AdvertiserUpdate,
+)
 from app.api_keys.dependencies import CurrentCaller
 from app.kit.db import DbSession, Sessions
 from app.kit.deps import Secrets, TikTok
 from app.kit.errors import CursorInvalid, problem_responses
-from app.kit.pagination import Page, PageParams, page_params
+from app.kit.pagination import PageParams, page_params
 from app.kit.tiktok_problems import TIKTOK_PROBLEMS
 
 router = APIRouter(prefix="/advertisers", tags=["advertisers"])
@@ -39,7 +45,7 @@ AccessibleAdvertiserId = Annotated[str, Depends(_accessible_advertiser_id)]
     responses=problem_responses(AdvertiserAlreadyExists, *TIKTOK_PROBLEMS),
 )
 async def register_advertiser(
-    body: AdvertiserCreate, sessions: Sessions, tiktok: TikTok, box: Secrets, caller: CurrentCaller
+    body: AdvertiserCreate, response: Response, sessions: Sessions, tiktok: TikTok, box: Secrets, caller: CurrentCaller
 ) -> AdvertiserRead:
     """Register a TikTok ad account and its access token, once TikTok accepts the token for it."""
     advertiser = await service.register(
@@ -52,6 +58,7 @@ async def register_advertiser(
         spark_ads_limit=body.spark_ads_limit,
         caller=caller,
     )
+    response.headers["Location"] = f"/v1/advertisers/{advertiser.tiktok_advertiser_id}"
     return AdvertiserRead.model_validate(advertiser)
 
 
@@ -63,11 +70,11 @@ async def register_advertiser(
 )
 async def list_advertisers(
     session: DbSession, caller: CurrentCaller, page: Annotated[PageParams, Depends(page_params)]
-) -> Page[AdvertiserRead]:
+) -> AdvertiserPage:
     """Oldest first. An admin key sees every registered ad account; any other key, those it was granted or
     registered."""
     rows, next_cursor = await service.list_page(session, caller=caller, page=page)
-    return Page[AdvertiserRead](items=[AdvertiserRead.model_validate(row) for row in rows], next_cursor=next_cursor)
+    return AdvertiserPage(items=[AdvertiserRead.model_validate(row) for row in rows], next_cursor=next_cursor)
 
 
 @router.get(

@@ -7,7 +7,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.advertisers.models import DEFAULT_SPARK_ADS_LIMIT
-from app.kit.bodies import RequestBody
+from app.kit.bodies import RequestBody, WholeNumber
+from app.kit.pagination import Page
 
 # Visible ASCII only: the token travels in an HTTP header. repr=False keeps it out of any repr or log.
 AccessToken = Annotated[
@@ -28,12 +29,10 @@ AdvertiserName = Annotated[
 ]
 
 SparkAdsLimit = Annotated[
-    int,
+    WholeNumber[Annotated[int, Field(ge=0, le=1_000_000)]],
     Field(
-        ge=0,
-        le=1_000_000,
         description="How many Spark Ads the ad account may use (D10). TikTok's is 10,000; it may be set lower, even "
-        "below what is used (then nothing new links until ads are removed).",
+        "below what is used (then nothing new links until ads are removed)."
     ),
 ]
 
@@ -70,3 +69,7 @@ class AdvertiserRead(BaseModel):
     updated_by_api_key_id: uuid.UUID | None = Field(description="The API key that last changed it.")
     created_at: datetime
     updated_at: datetime
+
+
+class AdvertiserPage(Page[AdvertiserRead]):
+    """A page of ad accounts; `next_cursor` fetches the next."""

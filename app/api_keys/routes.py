@@ -3,18 +3,18 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from app.api_keys import service
 from app.api_keys.access import Caller
 from app.api_keys.dependencies import CurrentCaller
 from app.api_keys.errors import AdminRequired, ApiKeyNotFound, CannotRevokeOwnKey
 from app.api_keys.models import Scope
-from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, ApiKeyUpdate
+from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyRead, ApiKeyUpdate
 from app.kit.crypto import KeyHasher
 from app.kit.db import DbSession
 from app.kit.errors import CursorInvalid, problem_responses
-from app.kit.pagination import Page, PageParams, page_params
+from app.kit.pagination import PageParams, page_params
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
 
@@ -34,7 +34,9 @@ AdminCaller = Annotated[Caller, Depends(_admin)]
     summary="Make an API key",
     responses=problem_responses(AdminRequired),
 )
-async def create_api_key(body: ApiKeyCreate, request: Request, session: DbSession, admin: AdminCaller) -> ApiKeyCreated:
+async def create_api_key(
+    body: ApiKeyCreate, request: Request, response: Response, session: DbSession, admin: AdminCaller
+) -> ApiKeyCreated:
     """A new key for another system, with its scopes and the ad accounts it may touch. Its value is in this answer
     only; the service keeps just a keyed hash."""
     hasher: KeyHasher = request.app.state.key_hasher
@@ -47,6 +49,7 @@ async def create_api_key(body: ApiKeyCreate, request: Request, session: DbSessio
         advertiser_ids=body.advertiser_ids,
         by=admin,
     )
+    response.headers["Location"] = f"/v1/api-keys/{api_key.id}"
     return ApiKeyCreated(**ApiKeyRead.from_model(api_key, grants).model_dump(), key=value)
 
 
@@ -58,10 +61,10 @@ async def create_api_key(body: ApiKeyCreate, request: Request, session: DbSessio
 )
 async def list_api_keys(
     session: DbSession, _: AdminCaller, page: Annotated[PageParams, Depends(page_params)]
-) -> Page[ApiKeyRead]:
+) -> ApiKeyPage:
     """Every key, revoked ones included, oldest first, a page at a time; never their values."""
     rows, next_cursor = await service.list_page(session, page=page)
-    return Page[ApiKeyRead](
+    return ApiKeyPage(
         items=[ApiKeyRead.from_model(api_key, grants) for api_key, grants in rows], next_cursor=next_cursor
     )
 

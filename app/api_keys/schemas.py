@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from app.api_keys.models import ApiKey, Scope
 from app.kit.bodies import FromText, RequestBody
+from app.kit.pagination import Page
 
 ApiKeyName = Annotated[
     str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$", description="Who uses the key.")
@@ -62,3 +63,7 @@ class ApiKeyRead(BaseModel):
 
 class ApiKeyCreated(ApiKeyRead):
     key: str = Field(description="The key itself. Shown only in this answer: store it now.")
+
+
+class ApiKeyPage(Page[ApiKeyRead]):
+    """A page of API keys; `next_cursor` fetches the next."""

@@ -26,7 +26,7 @@ from app.authorizations import intake
 from app.authorizations.errors import AuthCodeInvalid
 from app.authorizations.models import Authorization
 from app.kit.crypto import SecretBox
-from app.kit.errors import ProblemError, RequestInvalid
+from app.kit.errors import ProblemError
 from app.tiktok.client import TikTokClient
 from app.tiktok.models import PostInfo
 
@@ -122,7 +122,8 @@ def _clean(items: Sequence[tuple[str, str | None]]) -> list[_Item]:
             field = str(error.extensions.get("field"))
             errors.append({"loc": ["body", "items", index, field], "msg": error.title, "type": error.reason})
     if errors:
-        raise RequestInvalid("Some items are not TikTok video codes: nothing was applied.", errors=errors)
+        # The single-code call's reason for the same mistake; `errors` says which items.
+        raise AuthCodeInvalid("Some items are not TikTok video codes: nothing was applied.", errors=errors)
     return cleaned
 
 

@@ -4,6 +4,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic.json_schema import SkipJsonSchema
 
 from app.advertisers import service as advertisers
 from app.advertisers.errors import AdvertiserNotFound
@@ -13,6 +14,7 @@ from app.authorizations import batch, intake, own_posts, service, unauthorize
 from app.authorizations.errors import (
     REFUSALS,
     AdsStillActive,
+    AuthCodeInvalid,
     AuthorizationInProgress,
     AuthorizationNotFound,
     OwnPostNotFound,
@@ -24,19 +26,30 @@ from app.authorizations.schemas import (
     AuthorizationBatchItem,
     AuthorizationBatchRead,
     AuthorizationCreate,
+    AuthorizationPage,
     AuthorizationRead,
     BatchOutcome,
+    BcAuthTtPostCreate,
     OwnPostCreate,
 )
 from app.kit.clock import Now
+from app.kit.contract import CALLS_TIKTOK
 from app.kit.db import DbSession, Sessions
 from app.kit.deps import AppSettings, Secrets, TikTok
 from app.kit.errors import CursorInvalid, problem_responses
 from app.kit.idempotency import mark_not_to_replay
-from app.kit.pagination import Page, PageParams, page_params
+from app.kit.pagination import PageParams, page_params
 from app.kit.tiktok_problems import TIKTOK_PROBLEMS
 
 router = APIRouter(tags=["authorizations"])
+
+
+def _created_or_found(response: Response, applied: intake.Applied) -> None:
+    """201 with where the new authorization is; 200 when it was there already."""
+    if applied.created:
+        response.headers["Location"] = f"/v1/authorizations/{applied.authorization.id}"
+    else:
+        response.status_code = status.HTTP_200_OK
 
 
 @router.post(
@@ -79,8 +92,7 @@ async def apply_authorization_code(
         original_post_auth_code=body.original_post_auth_code,
         now=now,
     )
-    if not applied.created:
-        response.status_code = status.HTTP_200_OK
+    _created_or_found(response, applied)
     return AuthorizationRead.from_model(applied.authorization, now, reordered=applied.reordered)
 
 
@@ -88,7 +100,8 @@ async def apply_authorization_code(
     "/advertisers/{tiktok_advertiser_id}/authorizations/batch",
     operation_id="applyAuthorizationCodes",
     summary="Apply up to 20 creators' codes to an ad account",
-    responses=problem_responses(AdvertiserNotFound),
+    responses=problem_responses(AdvertiserNotFound, AuthCodeInvalid),
+    openapi_extra={CALLS_TIKTOK: True},  # each item's TikTok failures are in its own result
 )
 async def apply_authorization_codes(
     tiktok_advertiser_id: AccessibleAdvertiserId,
@@ -102,8 +115,8 @@ async def apply_authorization_codes(
 ) -> AuthorizationBatchRead:
     """D11: each item is answered on its own, in order, with the outcome the single-code call would have had: one
     bad code never spoils the others, and each item commits on its own. An item that is not a code at all refuses
-    the whole request (422 `request_invalid`), and nothing is applied. The two codes of a Duet/Stitch given as two
-    items are applied together (D12)."""
+    the whole request (422 `auth_code_invalid`, with `errors` naming the items), and nothing is applied. The two
+    codes of a Duet/Stitch given as two items are applied together (D12)."""
     results = await batch.apply_batch(
         sessions,
         tiktok,
@@ -163,13 +176,12 @@ async def register_own_post(
         intake.Policy.from_settings(settings),
         tiktok_advertiser_id=tiktok_advertiser_id,
         item_id=body.item_id,
-        identity_type=IdentityType(body.identity_type.value),
+        identity_type=IdentityType(body.identity_type),
         identity_id=body.identity_id,
-        identity_authorized_bc_id=body.identity_authorized_bc_id,
+        identity_authorized_bc_id=body.identity_authorized_bc_id if isinstance(body, BcAuthTtPostCreate) else None,
         now=now,
     )
-    if not applied.created:
-        response.status_code = status.HTTP_200_OK
+    _created_or_found(response, applied)
     return AuthorizationRead.from_model(applied.authorization, now)
 
 
@@ -219,17 +231,16 @@ async def list_authorizations(
     now: Now,
     page: Annotated[PageParams, Depends(page_params)],
     status_filter: Annotated[
-        AuthorizationStatus | None, Query(alias="status", description="Only authorizations with this status.")
+        AuthorizationStatus | SkipJsonSchema[None],
+        Query(alias="status", description="Only authorizations with this status."),
     ] = None,
-) -> Page[AuthorizationRead]:
+) -> AuthorizationPage:
     """Newest first, a page at a time."""
     advertiser = await advertisers.get(session, tiktok_advertiser_id=tiktok_advertiser_id)
     rows, next_cursor = await service.list_for_advertiser(
         session, advertiser=advertiser, status=status_filter, page=page, now=now
     )
-    return Page[AuthorizationRead](
-        items=[AuthorizationRead.from_model(row, now) for row in rows], next_cursor=next_cursor
-    )
+    return AuthorizationPage(items=[AuthorizationRead.from_model(row, now) for row in rows], next_cursor=next_cursor)
 
 
 @router.get(

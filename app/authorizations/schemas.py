@@ -3,13 +3,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from app.authorizations.models import Authorization, AuthorizationStatus, IdentityType, OriginKind
-from app.kit.bodies import FromText, RequestBody
-from app.tiktok.models import ItemType
+from app.kit.bodies import RequestBody
+from app.kit.errors import Problem
+from app.kit.pagination import Page
+from app.tiktok.models import ItemType, PostStatus
 
 
 class AuthorizationCreate(RequestBody):
@@ -30,28 +32,28 @@ class AuthorizationCreate(RequestBody):
     )
 
 
-class OwnIdentityType(StrEnum):
-    """D1: the brand's own TikTok account, directly or through a Business Center."""
-
-    tt_user = "TT_USER"
-    bc_auth_tt = "BC_AUTH_TT"
-
-
-class OwnPostCreate(RequestBody):
+class _OwnPost(RequestBody):
     item_id: str = Field(pattern=r"^[0-9]{1,32}$", description="The TikTok post id.")
-    identity_type: FromText[OwnIdentityType]
     identity_id: str = Field(min_length=1, max_length=128, pattern=r"^[!-~]+$", description="TikTok's identity id.")
-    identity_authorized_bc_id: str | None = Field(
-        default=None,
-        pattern=r"^[0-9]{1,32}$",
-        description="The Business Center the identity is authorized through: required for `BC_AUTH_TT`.",
+
+
+class TtUserPostCreate(_OwnPost):
+    """A post of the brand's own TikTok account, used directly (`TT_USER`)."""
+
+    identity_type: Literal["TT_USER"]
+
+
+class BcAuthTtPostCreate(_OwnPost):
+    """A post of the brand's own TikTok account, authorized through a Business Center (`BC_AUTH_TT`)."""
+
+    identity_type: Literal["BC_AUTH_TT"]
+    identity_authorized_bc_id: str = Field(
+        pattern=r"^[0-9]{1,32}$", description="The Business Center the identity is authorized through."
     )
 
-    @model_validator(mode="after")
-    def _bc_id_goes_with_bc_auth_tt(self) -> Self:
-        if (self.identity_type is OwnIdentityType.bc_auth_tt) != (self.identity_authorized_bc_id is not None):
-            raise ValueError("identity_authorized_bc_id is required for BC_AUTH_TT, and only for it")
-        return self
+
+# D1: one body or the other, told apart by `identity_type` (the schema says which fields go with which).
+OwnPostCreate = Annotated[TtUserPostCreate | BcAuthTtPostCreate, Field(discriminator="identity_type")]
 
 
 class Creator(BaseModel):
@@ -74,8 +76,19 @@ class OriginalPost(BaseModel):
     code_window: Window | None = Field(description="The original's code's own window, as TikTok reported it.")
 
 
+class WarningReason(StrEnum):
+    post_will_become_public = "post_will_become_public"  # D5: a private post, shown publicly while an ad runs
+    ad_outlives_authorization = "ad_outlives_authorization"  # the ad is scheduled past the window's end
+    codes_reordered = "codes_reordered"  # D12: the two codes of a Duet/Stitch came the other way round
+
+
 class AuthorizationWarning(BaseModel):
-    reason: str = Field(description="Stable machine-readable reason, e.g. `post_will_become_public` (D5).")
+    reason: WarningReason = Field(
+        description="Stable machine-readable reason: `post_will_become_public` (D5: the post is private and "
+        "becomes public while an ad runs, unless the ad only shows as an ad); `ad_outlives_authorization` (an ad "
+        "is scheduled past the window's end, and stops delivering then); `codes_reordered` (D12: the two codes of a "
+        "Duet/Stitch came the other way round, and were put in TikTok's order)."
+    )
     detail: str
 
 
@@ -87,7 +100,14 @@ class AuthorizationRead(BaseModel):
     creator: Creator
     caption: str | None = Field(description="The caption as authorized; it cannot be edited afterwards (D4).")
     video_duration_seconds: float | None = Field(description="Null for carousels.")
-    post_status: str = Field(description="TikTok's post status, prefixes folded (e.g. `HESITATE_RECOMMEND`).")
+    post_status: PostStatus = Field(
+        description="The post's status as TikTok last reported it, in TikTok's own words (its `ITEM_STATUS_` and "
+        "`STATUS_` prefixes folded away): `HESITATE_RECOMMEND` public; `ONLY_FRIEND_SEE` friends only; "
+        "`ONLY_AUTHOR_SEE` private (D5: it becomes public while an ad runs, unless the ad only shows as an ad); "
+        "`REVIEW_PENDING` in TikTok's review; `USER_DELETE` deleted by its creator; `AUDIT_DELETE` removed by "
+        "TikTok's moderation (banned, D8); `ONLY_USER_PASS` removed after publishing; `UNKNOWN` a value this service "
+        "does not know yet. A deleted, banned or removed post cannot be used by a new ad."
+    )
     original_post: OriginalPost | None = Field(description="Set when the post is a Duet or Stitch.")
     primary_creator: Creator | None = Field(
         description="For a Duet/Stitch: the original video's creator, whose code is the `original_post_auth_code`."
@@ -159,7 +179,7 @@ class AuthorizationRead(BaseModel):
             secondary_creator=creator if original is not None else None,
             caption=authorization.caption,
             video_duration_seconds=authorization.duration_seconds,
-            post_status=authorization.post_status,
+            post_status=PostStatus.parse(authorization.post_status),
             original_post=original,
             auth_start_at=authorization.auth_start_at,
             auth_end_at=authorization.auth_end_at,
@@ -169,11 +189,11 @@ class AuthorizationRead(BaseModel):
             code_hint=authorization.auth_code_hint,
             active_ads=authorization.active_ads,
             unauthorized_at=authorization.unauthorized_at,
-            warnings=[AuthorizationWarning(reason=r, detail=d) for r, d in authorization.warnings()]
+            warnings=[AuthorizationWarning(reason=WarningReason(r), detail=d) for r, d in authorization.warnings()]
             + (
                 [
                     AuthorizationWarning(
-                        reason="codes_reordered",
+                        reason=WarningReason.codes_reordered,
                         detail="The original post's code came in `auth_code`: the two were put in TikTok's order "
                         "(the Duet/Stitch's first, then the original's) and applied (D12).",
                     )
@@ -212,9 +232,8 @@ class AuthorizationBatchItem(BaseModel):
         "now, see `problem` (`retryable`)."
     )
     authorization: AuthorizationRead | None = Field(description="For `created` and `existing`.")
-    problem: dict[str, Any] | None = Field(
-        description="For `rejected` and `failed`: the same problem body the single-code call answers with "
-        "(`reason`, `detail`, `retryable`...)."
+    problem: Problem | None = Field(
+        description="For `rejected` and `failed`: the same problem the single-code call answers with."
     )
     paired_with: int | None = Field(
         description="The index of the other item of a Duet/Stitch given as two items: both report one authorization."
@@ -223,3 +242,7 @@ class AuthorizationBatchItem(BaseModel):
 
 class AuthorizationBatchRead(BaseModel):
     results: list[AuthorizationBatchItem] = Field(description="One per item, in the request's order.")
+
+
+class AuthorizationPage(Page[AuthorizationRead]):
+    """A page of authorizations; `next_cursor` fetches the next."""

@@ -1,14 +1,16 @@
 """Errors as RFC 9457 problem details.
 
-Every domain error is a `ProblemError` subclass that carries its HTTP status, a stable machine-readable `reason`
-and a title. One set of handlers renders them, request-validation failures, unknown routes and anything unexpected
-as `application/problem+json`. Routes declare which problems they can answer with `problem_responses(...)`, so
-the OpenAPI document lists them and clients can switch on `reason`.
+Every error the API answers is a `ProblemError` subclass that carries its HTTP status, a stable machine-readable
+`reason` and a title. One set of handlers renders them, request-validation failures, what the framework answers
+(unknown paths, methods a path does not serve) and anything unexpected as `application/problem+json`. Routes
+declare which problems they can answer with `problem_responses(...)`; app.kit.contract turns that into the OpenAPI
+document, with every reason any `ProblemError` subclass names gathered into one `ProblemReason` enum.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -20,32 +22,129 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.kit.db import DATABASE_ERROR_TYPES, is_database_unavailable
+from app.kit.operations import methods_served
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:spark-authorizations:problem:"
+REASONS_KEY = "x-problem-reasons"  # where problem_responses() leaves its reasons for app.kit.contract
 
 log = structlog.get_logger(__name__)
 
 
-class Problem(BaseModel):
-    """An RFC 9457 problem details object, with this service's `reason` extension."""
+def _extensions_are_optional(schema: dict[str, Any]) -> None:
+    """An extension member is sent only when it applies: not required, and never null (no `default: null`)."""
+    required = set(schema.get("required", ()))
+    for name, member in schema.get("properties", {}).items():
+        if name in required:
+            continue
+        member.pop("default", None)
+        options = member.get("anyOf")
+        if options is not None:
+            kept = [option for option in options if option.get("type") != "null"]
+            if len(kept) == 1:
+                member.pop("anyOf")
+                member.update(kept[0])
+            else:
+                member["anyOf"] = kept
 
-    model_config = ConfigDict(extra="allow")
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class TikTokDetails(BaseModel):
+    """What TikTok answered, to quote to TikTok support."""
+
+    code: int | None = Field(description="TikTok's `code` (0 is success; see docs/tiktok.md for those it names).")
+    message: str | None = Field(description="TikTok's `message`.")
+    request_id: str | None = Field(description="TikTok's `request_id`.")
+
+
+class FieldError(BaseModel):
+    """One field of the request that is wrong. The value sent is never echoed (it may be a code or a token)."""
+
+    loc: list[str | int] = Field(description="Where: `body`, `query`, `path` or `header`, then the field's path.")
+    msg: str
+    type: str = Field(description="pydantic's error type, e.g. `missing`, `string_too_long`, `bool_type`.")
+
+
+class BlockingAd(BaseModel):
+    ad_id: str
+    authorization_id: uuid.UUID
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object, with this service's `reason` and the members that apply to it."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_extensions_are_optional)
 
     type: str = Field(description="A URN naming the problem type: `urn:spark-authorizations:problem:<reason>`.")
-    title: str = Field(description="A short summary of the problem type.")
+    title: str = Field(description="A short summary of the problem type; the same for every occurrence.")
     status: int = Field(description="The HTTP status code.")
-    detail: str | None = Field(default=None, description="What happened in this occurrence.")
-    instance: str | None = Field(default=None, description="The request path.")
-    reason: str = Field(description="Stable machine-readable reason; switch on this, not on `title`.")
-    retryable: bool = Field(default=False, description="True when the same request may succeed later.")
+    detail: str = Field(description="What happened in this occurrence, for people.")
+    instance: str = Field(description="The path of the request that failed.")
+    reason: str = Field(
+        description="Stable machine-readable reason: switch on this, never on `title` or `detail`. Each "
+        "operation's responses say which reasons it can answer with each status."
+    )
+    retryable: bool = Field(description="True when the same request may succeed later (see `Retry-After`).")
+    # The members below are sent only with the reasons they belong to.
+    tiktok: TikTokDetails | None = Field(
+        default=None, exclude_if=_absent, description="When TikTok refused or failed: its own words."
+    )
+    errors: list[FieldError] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="`request_invalid`: every field at fault; `auth_code_invalid` for a batch: every item that is "
+        "not a code.",
+    )
+    field: str | None = Field(
+        default=None, exclude_if=_absent, description="`auth_code_invalid`: which code is not a code."
+    )
+    item_id: str | None = Field(default=None, exclude_if=_absent, description="The TikTok post the problem is about.")
+    original_item_id: str | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="`original_post_code_*`: the original post a Duet/Stitch needs the code of.",
+    )
+    duration_seconds: float | None = Field(
+        default=None, exclude_if=_absent, description="`video_too_long`: the video's length."
+    )
+    max_duration_seconds: float | None = Field(
+        default=None, exclude_if=_absent, description="`video_too_long`: the limit."
+    )
+    scope: str | None = Field(
+        default=None, exclude_if=_absent, description="`scope_required`: the scope the operation needs."
+    )
+    authorization_id: uuid.UUID | None = Field(
+        default=None, exclude_if=_absent, description="`ad_linked_elsewhere`: the authorization the ad is linked to."
+    )
+    authorization_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="`pair_still_bound`: the Duet/Stitch authorizations that still bind the post.",
+    )
+    authorization_status: str | None = Field(
+        default=None, exclude_if=_absent, description="`authorization_not_active`: the authorization's status."
+    )
+    ads: list[BlockingAd] | None = Field(
+        default=None, exclude_if=_absent, description="`ads_still_active`: the ads to remove first."
+    )
+    limit: int | None = Field(default=None, exclude_if=_absent, description="`*_limit_reached`: the limit.")
+    used: int | None = Field(default=None, exclude_if=_absent, description="`*_limit_reached`: how many are used.")
+    identity_type: str | None = Field(
+        default=None, exclude_if=_absent, description="`identity_ads_limit_reached`: the identity."
+    )
+    identity_id: str | None = Field(
+        default=None, exclude_if=_absent, description="`identity_ads_limit_reached`: the identity."
+    )
 
 
 class ProblemError(Exception):
-    """Base of every error the API answers on purpose."""
+    """Base of every error the API answers on purpose. Each subclass names one `reason`."""
 
     status: ClassVar[int] = 400
-    reason: ClassVar[str] = "bad_request"
+    reason: ClassVar[str] = ""  # every subclass names its own; the base is never raised
     title: ClassVar[str] = "Bad request"
     retryable: ClassVar[bool] = False
     retry_after_seconds: int | None = None  # sent as Retry-After when set; an instance may say its own
@@ -55,7 +154,7 @@ class ProblemError(Exception):
         self.detail = detail
         self.extensions = extensions
 
-    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+    def to_problem(self, instance: str) -> dict[str, Any]:
         return _problem(
             status=self.status,
             reason=self.reason,
@@ -65,6 +164,26 @@ class ProblemError(Exception):
             retryable=self.retryable,
             **self.extensions,
         )
+
+    def headers(self) -> dict[str, str]:
+        """The headers that go with the problem: a 401's challenge, a retryable one's Retry-After."""
+        headers = {}
+        if self.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        if self.retry_after_seconds is not None:
+            headers["Retry-After"] = str(self.retry_after_seconds)
+        return headers
+
+
+def every_problem() -> Iterator[type[ProblemError]]:
+    """Every problem the service can answer: each subclass of ProblemError that names a reason (the modules that
+    define them are imported by the time the app is built)."""
+    pending = list(ProblemError.__subclasses__())
+    while pending:
+        problem = pending.pop()
+        pending.extend(problem.__subclasses__())
+        if problem.reason:
+            yield problem
 
 
 class NotAuthenticated(ProblemError):
@@ -96,13 +215,50 @@ class DatabaseUnavailable(ProblemError):
     retry_after_seconds = 2
 
 
+class NotFound(ProblemError):
+    status = 404
+    reason = "not_found"
+    title = "There is no such path"
+
+
+class MethodNotAllowed(ProblemError):
+    status = 405
+    reason = "method_not_allowed"
+    title = "The path does not serve this method; `Allow` lists those it serves"
+
+
+class RequestTooLarge(ProblemError):
+    status = 413
+    reason = "request_too_large"
+    title = "The request body is larger than the service accepts"
+
+
+class UnsupportedMediaType(ProblemError):
+    status = 415
+    reason = "unsupported_media_type"
+    title = "Request bodies must be JSON (Content-Type: application/json)"
+
+
+class InternalError(ProblemError):
+    status = 500
+    reason = "internal_error"
+    title = "Internal server error"
+
+
+class HttpError(ProblemError):
+    """Any other status the HTTP framework answers on its own (none is known to happen): still a problem."""
+
+    reason = "http_error"
+    title = "The request cannot be served"
+
+
 def _problem(
     *,
     status: int,
     reason: str,
     title: str,
     detail: str | None,
-    instance: str | None,
+    instance: str,
     retryable: bool = False,
     **extensions: Any,
 ) -> dict[str, Any]:
@@ -110,13 +266,11 @@ def _problem(
         "type": PROBLEM_TYPE_PREFIX + reason,
         "title": title,
         "status": status,
+        "detail": detail or title,
+        "instance": instance,
         "reason": reason,
         "retryable": retryable,
     }
-    if detail is not None:
-        body["detail"] = detail
-    if instance is not None:
-        body["instance"] = instance
     body.update(extensions)
     return body
 
@@ -125,20 +279,27 @@ def problem_response(body: Mapping[str, Any], headers: Mapping[str, str] | None 
     return JSONResponse(dict(body), status_code=int(body["status"]), media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
+def answer(error: ProblemError, path: str) -> JSONResponse:
+    """The response for a problem, with its headers: for middleware, which answers outside the handlers."""
+    return problem_response(error.to_problem(path), error.headers())
+
+
+def outage_answer(exc: Exception, path: str) -> JSONResponse | None:
+    """For middleware, which runs outside the handlers: 503 `database_unavailable` when `exc` is Postgres being
+    out of reach; None for any other database error (the caller re-raises it: a bug, answered 500)."""
+    if not is_database_unavailable(exc):
+        return None
+    log.warning("request.database_unavailable", path=path, error_type=type(exc).__name__)
+    return answer(DatabaseUnavailable(), path)
+
+
 def problem_responses(*errors: type[ProblemError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` for the problems a route can answer, grouped by status, reasons listed."""
-    by_status: dict[int, list[type[ProblemError]]] = {}
-    error: type[ProblemError]
-    # Every operation validates its input, and every operation but /healthz needs the database.
-    for error in (*errors, RequestInvalid, DatabaseUnavailable):
-        by_status.setdefault(error.status, []).append(error)
+    """OpenAPI `responses=` for the problems a route can answer, by status. app.kit.contract adds those every
+    operation of its kind can answer (401, 403, 413, 415, 422, 500, 503) and writes the descriptions."""
     responses: dict[int | str, dict[str, Any]] = {}
-    for status, group in sorted(by_status.items()):
-        reasons = sorted({error.reason for error in group})
-        responses[status] = {
-            "description": f"{HTTPStatus(status).phrase}. `reason` is one of: " + ", ".join(f"`{r}`" for r in reasons),
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
+    for error in errors:
+        entry = responses.setdefault(error.status, {"description": HTTPStatus(error.status).phrase, REASONS_KEY: []})
+        entry[REASONS_KEY].append(error.reason)
     return responses
 
 
@@ -152,32 +313,36 @@ def _validation_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
 
 async def _handle_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    headers = {}
-    if exc.status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    if exc.retry_after_seconds is not None:
-        headers["Retry-After"] = str(exc.retry_after_seconds)
-    return problem_response(exc.to_problem(request.url.path), headers)
+    return answer(exc, request.url.path)
 
 
 async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     error = RequestInvalid("See `errors` for each field that is wrong.", errors=_validation_errors(exc.errors()))
-    return problem_response(error.to_problem(request.url.path))
+    return answer(error, request.url.path)
 
 
 async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    path = request.url.path
     if exc.status_code == 400:
         # The framework's "error parsing the body" (bytes that are not UTF-8 JSON): to a caller that is the same
         # mistake as JSON that does not match the schema, so it gets the same answer.
-        error = RequestInvalid("The body could not be parsed as JSON.", errors=[])
-        return problem_response(error.to_problem(request.url.path))
-    status = exc.status_code
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    reason = {404: "not_found", 405: "method_not_allowed"}.get(status, phrase.lower().replace(" ", "_"))
-    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
-    body = _problem(status=status, reason=reason, title=phrase, detail=detail, instance=request.url.path)
+        return answer(RequestInvalid("The body could not be parsed as JSON.", errors=[]), path)
+    if exc.status_code == 404:
+        without_slash = path.rstrip("/")
+        if path.endswith("/") and without_slash and methods_served(request.app, without_slash):
+            detail = f"Paths have no trailing slash: {without_slash}"
+        else:
+            detail = f"Nothing is served at {path}."
+        return answer(NotFound(detail), path)
+    if exc.status_code == 405:
+        allowed = methods_served(request.app, path)
+        detail = f"{path} serves {', '.join(allowed)}."
+        return problem_response(MethodNotAllowed(detail).to_problem(path), {"Allow": ", ".join(allowed)})
+    log.warning("request.http_error", path=path, status=exc.status_code)
+    body = HttpError(exc.detail if isinstance(exc.detail, str) else None).to_problem(path)
+    body["status"] = exc.status_code
     return problem_response(body, exc.headers)
 
 
@@ -192,39 +357,12 @@ async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Anything reaching here is a bug: log it with the traceback, answer a problem without internals.
     request_id = getattr(request.state, "request_id", None)
     log.exception("request.failed", path=request.url.path, error_type=type(exc).__name__, request_id=request_id)
-    body = _problem(
-        status=500,
-        reason="internal_error",
-        title="Internal server error",
-        detail="The service failed unexpectedly; the request was not applied.",
-        instance=request.url.path,
-    )
-    return problem_response(body, {"X-Request-ID": request_id} if request_id else None)
-
-
-def _openapi_with_problem_schema(app: FastAPI) -> Any:
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = original()
-            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            # A middleware that changes what operations accept or answer (idempotency keys) documents it here.
-            for middleware in app.user_middleware:
-                document = getattr(middleware.cls, "document_openapi", None)
-                if document is not None:
-                    document(schema)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    return openapi
+    error = InternalError("The service failed unexpectedly; the request was not applied.")
+    return problem_response(error.to_problem(request.url.path), {"X-Request-ID": request_id} if request_id else None)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    """Render every error as a problem, and describe the Problem schema in the OpenAPI document."""
-    app.openapi = _openapi_with_problem_schema(app)  # type: ignore[method-assign]
+    """Render every error as a problem."""
     app.add_exception_handler(ProblemError, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)

@@ -51,9 +51,18 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.kit import clock
+from app.kit import operations as documented
+from app.kit.asgi import read_body, replaying
 from app.kit.crypto import KeyHasher
-from app.kit.db import DATABASE_ERROR_TYPES, Base, is_database_unavailable
-from app.kit.errors import PROBLEM_MEDIA_TYPE, DatabaseUnavailable, ProblemError, problem_response, problem_responses
+from app.kit.db import DATABASE_ERROR_TYPES, Base
+from app.kit.errors import (
+    PROBLEM_MEDIA_TYPE,
+    REASONS_KEY,
+    ProblemError,
+    answer,
+    outage_answer,
+    problem_responses,
+)
 from app.kit.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -277,14 +286,12 @@ class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    @staticmethod
-    def document_openapi(schema: dict[str, Any]) -> None:
-        """What this middleware adds to the contract; the OpenAPI step in app.kit.errors calls it."""
-        _document_openapi(schema)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in WRITE_METHODS or not _under_prefix(scope["path"]):
             await self.app(scope, receive, send)
+            return
+        if documented.operation(scope["app"], scope["method"], scope["path"]) is None:
+            await self.app(scope, receive, send)  # no such operation: the app answers 404 or 405, nothing to keep
             return
         headers = Headers(scope=scope)
         keys = headers.getlist(HEADER)
@@ -296,10 +303,10 @@ class IdempotencyMiddleware:
         path: str = scope["path"]
         if len(keys) != 1 or not _KEY_FORM.fullmatch(keys[0]):
             detail = "Send one Idempotency-Key of 1 to 255 visible ASCII characters (a UUID, say)."
-            await _problem(IdempotencyKeyInvalid(detail), path)(scope, receive, send)
+            await answer(IdempotencyKeyInvalid(detail), path)(scope, receive, send)
             return
         key = keys[0]
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return  # the caller went away before it had sent its body: there is no request to run
         state = scope["app"].state
@@ -315,10 +322,10 @@ class IdempotencyMiddleware:
                 abandoned_before=now - in_progress_bound(state.settings),
             )
         except DATABASE_ERROR_TYPES as exc:
-            if not is_database_unavailable(exc):
+            outage = outage_answer(exc, path)
+            if outage is None:
                 raise
-            log.warning("request.database_unavailable", path=path, error_type=type(exc).__name__)
-            await _problem(DatabaseUnavailable(), path)(scope, receive, send)
+            await outage(scope, receive, send)
             return
         if isinstance(outcome, _Replay):
             log.info("idempotency.replayed", status=outcome.status)
@@ -326,12 +333,12 @@ class IdempotencyMiddleware:
             await replayed(scope, receive, send)
         elif isinstance(outcome, _Reused):
             detail = "It was first sent with another method, path or body. Use a new key for a new request."
-            await _problem(IdempotencyKeyReused(detail), path)(scope, receive, send)
+            await answer(IdempotencyKeyReused(detail), path)(scope, receive, send)
         elif isinstance(outcome, _InUse):
             detail = "The first request with this key has not answered yet; send it again shortly for its answer."
-            await _problem(IdempotencyKeyInUse(detail), path)(scope, receive, send)
+            await answer(IdempotencyKeyInUse(detail), path)(scope, receive, send)
         else:
-            await self._run(scope, _replaying(body, receive), send, sessions, caller=caller, key=key, claimed=outcome)
+            await self._run(scope, replaying(body, receive), send, sessions, caller=caller, key=key, claimed=outcome)
 
     async def _run(
         self,
@@ -395,31 +402,6 @@ def _caller(authorization: str | None, hasher: KeyHasher) -> bytes | None:
     return hasher.hash(credentials)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """The body again, for the app; then the caller's own messages (a disconnect)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
 def _fingerprint(scope: Scope, body: bytes) -> bytes:
     """The request, as far as a key binds it: method, path as sent, query and body, each length-prefixed."""
     digest = hashlib.sha256()
@@ -460,16 +442,12 @@ def _storable(start: Message, body: bytes) -> tuple[int, dict[str, str], bytes] 
     return status, {name: headers[name] for name in _STORED_HEADERS if name in headers}, body
 
 
-def _problem(error: ProblemError, path: str) -> Response:
-    retry_after = error.retry_after_seconds
-    return problem_response(error.to_problem(path), {"Retry-After": str(retry_after)} if retry_after else None)
-
-
 # -- the contract
 
 
-def _document_openapi(schema: dict[str, Any]) -> None:
-    """Every write under /v1: the optional header, and the problems it may answer besides the route's own."""
+def document_openapi(schema: dict[str, Any]) -> None:
+    """Every write under /v1: the optional header, and the problems it may answer besides the route's own
+    (app.kit.contract writes their descriptions)."""
     parameter = {
         "name": HEADER,
         "in": "header",
@@ -493,18 +471,5 @@ def _document_openapi(schema: dict[str, Any]) -> None:
             operation.setdefault("parameters", []).append(copy.deepcopy(parameter))
             responses = operation.setdefault("responses", {})
             for status, addition in additions.items():
-                existing = responses.get(str(status))
-                if existing is None:
-                    responses[str(status)] = copy.deepcopy(addition)
-                else:
-                    reasons = _reasons(existing["description"]) | _reasons(addition["description"])
-                    existing["description"] = _ONE_OF.join(
-                        (existing["description"].split(_ONE_OF)[0], ", ".join(f"`{r}`" for r in sorted(reasons)))
-                    )
-
-
-_ONE_OF = ". `reason` is one of: "
-
-
-def _reasons(description: str) -> set[str]:
-    return set(re.findall(r"`([a-z0-9_]+)`", description.split(_ONE_OF, 1)[1]))
+                existing = responses.setdefault(str(status), {"description": addition["description"]})
+                existing.setdefault(REASONS_KEY, []).extend(addition[REASONS_KEY])

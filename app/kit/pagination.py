@@ -13,6 +13,7 @@ from typing import Annotated, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from app.kit.crypto import SecretBox, SignatureInvalid
 from app.kit.deps import Secrets
@@ -70,8 +71,10 @@ class PageParams:
 def page_params(
     box: Secrets,
     limit: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 50,
+    # Absent, or a cursor: never empty, never null (the schema says a string; `?cursor=` is refused).
     cursor: Annotated[
-        str | None, Query(max_length=500, description="`next_cursor` of the previous page, unchanged.")
+        str | SkipJsonSchema[None],
+        Query(min_length=1, max_length=500, description="`next_cursor` of the previous page, unchanged."),
     ] = None,
 ) -> PageParams:
-    return PageParams(limit=limit, cursor=Cursor.decode(box, cursor) if cursor else None, box=box)
+    return PageParams(limit=limit, cursor=Cursor.decode(box, cursor) if cursor is not None else None, box=box)

@@ -13,7 +13,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "X-Request-ID"
-_SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+PATTERN = r"[A-Za-z0-9._:-]{1,128}"
+_SANE = re.compile(PATTERN)
 
 
 class RequestIdMiddleware:

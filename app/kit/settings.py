@@ -1,8 +1,8 @@
 """Typed settings, read from the environment once.
 
-Four settings are enough to start the service (DATABASE_URL, TIKTOK_API_BASE_URL, BOOTSTRAP_API_KEY,
-ENCRYPTION_KEYS); everything else has a safe default. Outside development a missing or placeholder secret is
-refused at start-up rather than discovered at the first request.
+Five settings are enough to start the service (DATABASE_URL, TIKTOK_API_BASE_URL, ENCRYPTION_KEYS,
+API_KEY_SECRET, and BOOTSTRAP_API_KEY for the first key); everything else has a safe default. Outside development
+a missing or placeholder secret is refused at start-up rather than discovered at the first request.
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     tiktok_max_attempts: int = Field(default=4, ge=1, le=10)
     # TikTok's calls per second for this developer app (Basic tier: 10), shared by every replica.
     tiktok_qps: int = Field(default=10, ge=1, le=1000)
+
+    # The largest request body the API reads (413 `request_too_large` beyond it). A batch of 20 codes is a few KiB.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     database_pool_size: int = Field(default=10, ge=1)
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0)

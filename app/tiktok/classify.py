@@ -1,4 +1,4 @@
-"""Reading TikTok's failures into the adapter's error taxonomy (tiktok-business-api.md section 5).
+"""Reading TikTok's failures into the adapter's error taxonomy (docs/tiktok.md, "How TikTok's failures are classified").
 
 TikTok answers most errors with HTTP 200 and a non-zero `code` in its envelope, so a failure is found by reading
 the body, not only the status. Which code and message the API uses for a refused creator's code or post is
@@ -42,7 +42,7 @@ class About(Enum):
     nothing_refusable = "nothing_refusable"  # tt_video/list and unbind: a rejection names no refusal
 
 
-# Return codes, tiktok-business-api.md section 5.
+# Return codes, docs/tiktok.md, "How TikTok's failures are classified".
 _RATE_LIMITED_CODES = frozenset({40100, 40133})
 _UNAVAILABLE_CODES = frozenset({50000, 50002, 60001, -500})
 _TOKEN_INVALID_CODES = frozenset({40102, 40104, 40105, 40106})
@@ -146,7 +146,7 @@ def classify_error(
     http_status: int | None,
     about: About = About.auth_code,
 ) -> TikTokError:
-    """The taxonomy's error for TikTok's non-zero `code` (tiktok-business-api.md section 5).
+    """The taxonomy's error for TikTok's non-zero `code` (docs/tiktok.md, "How TikTok's failures are classified").
 
     `about` says what the request asked about, and so which refusals a rejection may name: those of a creator's
     code and its post (info, authorize), `post_not_found_for_identity` (identity/video/info), or none (list,

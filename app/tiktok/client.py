@@ -1,4 +1,4 @@
-"""The adapter that speaks TikTok's Business API v1.3 for Spark Ads posts (tiktok-business-api.md).
+"""The adapter that speaks TikTok's Business API v1.3 for Spark Ads posts (docs/tiktok.md).
 
 Every call goes through `TikTokClient._call`: one envelope reader (`classify`), one parser per answer (`parse`),
 one retry policy. Transient faults are retried with exponential backoff and jitter (stamina) under a hard
@@ -364,7 +364,7 @@ async def _logged_attempt(call: Awaitable[T], *, path: str, attempt: int) -> T:
             error=type(error).__name__,
             tiktok_code=error.code,
             http_status=error.http_status,
-            request_id=error.request_id,
+            tiktok_request_id=error.request_id,
         )
         raise
 
@@ -376,7 +376,7 @@ def _log_failure(error: TikTokError, *, path: str, attempt: int) -> None:
         "error": type(error).__name__,
         "tiktok_code": error.code,
         "http_status": error.http_status,
-        "request_id": error.request_id,
+        "tiktok_request_id": error.request_id,  # request_id is the caller's, bound by the middleware
     }
     if isinstance(error, TikTokRequestRejected):
         fields["refusal"] = error.refusal.value if error.refusal else None

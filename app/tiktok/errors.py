@@ -6,8 +6,8 @@ are retried by the client under a deadline; permanent ones never are. Every erro
 
 `TikTokRefusal` names, in TikTok's own words (Ads Manager's error names), what TikTok says is wrong with a
 creator's code or post. What that means for this service's callers is the domain's decision, not the adapter's.
-Which numeric code and message TikTok's API uses for these is unconfirmed (tiktok-business-api.md section 5), so
-the client classifies by code first, then by message.
+Which numeric code and message TikTok's API uses for these is unconfirmed (docs/tiktok.md, "How TikTok's
+failures are classified"), so the client classifies by code first, then by message.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ class IdentityType(StrEnum):
 
 
 class PostStatus(StrEnum):
-    """A post's status, TikTok's prefixed spellings folded into one (tiktok-business-api.md section 4)."""
+    """A post's status, TikTok's prefixed spellings folded into one (docs/tiktok.md, "TikTok's post statuses")."""
 
     public = "HESITATE_RECOMMEND"
     friends_only = "ONLY_FRIEND_SEE"

@@ -1,4 +1,4 @@
-"""Reading TikTok's successful answers into the adapter's models (tiktok-business-api.md section 2).
+"""Reading TikTok's successful answers into the adapter's models (docs/tiktok.md, "The fields the service reads").
 
 Only the shape of `data` is checked here; whether the post can be used is for callers to decide. What TikTok
 sends in the wrong shape raises `TikTokBadResponse`, which the client retries like any bad body.

@@ -1,4 +1,4 @@
-"""A stateful stand-in for TikTok's Spark Ads post endpoints, speaking its protocol (tiktok-business-api.md).
+"""A stateful stand-in for TikTok's Spark Ads post endpoints, speaking its protocol (docs/tiktok.md).
 
 It exists so that the service, its tests and a developer's laptop can go through every situation in
 `seed.DEMO_CODES` (valid windows, expired codes, banned posts, Duets, rate limits, outages) without TikTok, and

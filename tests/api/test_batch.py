@@ -96,24 +96,25 @@ class TestBatch:
         assert await count_rows(db, "authorizations") == 1
 
     @pytest.mark.parametrize(
-        "body",
+        ("body", "reason"),
         [
-            {"items": []},
-            {"items": [{"auth_code": bulk_code(n)} for n in range(21)]},
-            _items(bulk_code(0), "not a code"),
-            _items(bulk_code(0), (bulk_code(1), "bad code!")),
-            {"items": [{"auth_code": bulk_code(0), "extra": 1}]},
-            {},
+            ({"items": []}, "request_invalid"),
+            ({"items": [{"auth_code": bulk_code(n)} for n in range(21)]}, "request_invalid"),
+            # Not a code at all: the single-code call's reason, with `errors` naming the items.
+            (_items(bulk_code(0), "not a code"), "auth_code_invalid"),
+            (_items(bulk_code(0), (bulk_code(1), "bad code!")), "auth_code_invalid"),
+            ({"items": [{"auth_code": bulk_code(0), "extra": 1}]}, "request_invalid"),
+            ({}, "request_invalid"),
         ],
         ids=["empty", "21-items", "one-not-a-code", "original-not-a-code", "extra-field", "no-items"],
     )
     async def test_a_malformed_request_is_refused_whole_and_changes_nothing(
-        self, service: Any, db: AsyncEngine, body: dict[str, Any]
+        self, service: Any, db: AsyncEngine, body: dict[str, Any], reason: str
     ) -> None:
         transport = CountingTransport(httpx.ASGITransport(app=create_sandbox_app()))
         client = (await service(transport)).client
         calls = len(transport.paths)
-        problem = assert_problem(await client.post(BATCH, json=body), 422, "request_invalid")
+        problem = assert_problem(await client.post(BATCH, json=body), 422, reason)
         assert problem["errors"]
         assert "#SBX" not in str(problem)
         assert len(transport.paths) == calls

@@ -118,7 +118,8 @@ class TestReplay:
         (entry,) = entries
         assert (entry["state"], entry["status"], bytes(entry["body"])) == ("done", 201, first.content)
         assert entry["caller"] == _caller(API_KEY)
-        assert entry["headers"] == {"content-type": "application/json"}
+        assert entry["headers"] == {"content-type": "application/json", "location": first.headers["location"]}
+        assert replay.headers["location"] == first.headers["location"]
 
     async def test_every_write_method_replays_its_first_answer(
         self, service: Service, sandbox: Any, db: AsyncEngine
@@ -200,12 +201,30 @@ class TestKeyBindsOneRequest:
         assert (await client.patch(path, json={"name": "A"}, headers={"Idempotency-Key": key})).status_code == 200
 
         other_path = await client.patch(f"{path}0", json={"name": "A"}, headers={"Idempotency-Key": key})
-        other_method = await client.put(path, json={"name": "A"}, headers={"Idempotency-Key": key})
         other_query = await client.patch(f"{path}?x=1", json={"name": "A"}, headers={"Idempotency-Key": key})
-
-        for response in (other_path, other_method, other_query):
+        for response in (other_path, other_query):
             assert_problem(response, 422, "idempotency_key_reused")
         assert (await client.get(path)).json()["name"] == "A"
+
+        # Another method on one path: a key's PATCH, then its DELETE.
+        api_key = (await client.post("/v1/api-keys", json={"name": "tool"})).json()
+        key_path = f"/v1/api-keys/{api_key['id']}"
+        headers = {"Idempotency-Key": _key()}
+        assert (await client.patch(key_path, json={"name": "renamed"}, headers=headers)).status_code == 200
+        assert_problem(await client.delete(key_path, headers=headers), 422, "idempotency_key_reused")
+        assert (await client.get(key_path)).json()["revoked_at"] is None
+
+    async def test_a_method_the_path_does_not_serve_is_405_whatever_the_key(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
+    ) -> None:
+        """No operation, nothing to keep: the key is not looked at, let alone claimed."""
+        key = _key()
+        path = f"/v1/advertisers/{ADVERTISER_ID}"
+        assert (await client.patch(path, json={"name": "A"}, headers={"Idempotency-Key": key})).status_code == 200
+        entries = await _entries(db)
+        response = await client.put(path, json={"name": "A"}, headers={"Idempotency-Key": key})
+        assert_problem(response, 405, "method_not_allowed")
+        assert await _entries(db) == entries
 
     async def test_keys_of_two_api_keys_are_independent(self, service: Service, sandbox: Any, db: AsyncEngine) -> None:
         started: Running = await service(_counting(sandbox))

@@ -121,7 +121,7 @@ class TestSeed:
 
 
 class TestProtocol:
-    """The conventions every endpoint shares (tiktok-business-api.md section 1)."""
+    """The conventions every endpoint shares (docs/tiktok.md, "Conventions every call follows")."""
 
     async def test_a_path_without_its_trailing_slash_is_a_plain_404(self, sandbox_http: httpx.AsyncClient) -> None:
         response = await sandbox_http.get(

@@ -1,5 +1,6 @@
-"""How TikTok's failures are read into the taxonomy (tiktok-business-api.md section 5): which error each code
-and status becomes, and which TikTokRefusal a rejection names, by code first, then by message."""
+"""How TikTok's failures are read into the taxonomy (docs/tiktok.md, "How TikTok's failures are classified"):
+which error each code and status becomes, and which TikTokRefusal a rejection names, by code first, then by
+message."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ CODE_REFUSALS = [refusal for refusal in TikTokRefusal if refusal not in OWN_POST
 
 
 class TestErrorMapping:
-    """Every class of return code lands in its place in the taxonomy (tiktok-business-api.md section 5)."""
+    """Every class of return code lands in its place in the taxonomy (docs/tiktok.md, "The codes")."""
 
     @pytest.mark.parametrize(
         ("code", "error_type"),

@@ -1,5 +1,5 @@
 """The TikTok client, specified against a scripted transport: what goes on the wire, which errors are retried,
-how the deadline and the logs behave, and how `find_bound_post` reads the list (tiktok-business-api.md).
+how the deadline and the logs behave, and how `find_bound_post` reads the list (docs/tiktok.md).
 
 How answers are read is in test_parse.py (successes) and test_classify.py (failures)."""
 
@@ -48,7 +48,7 @@ from tests.tiktok.conftest import (
 
 
 class TestRequestShape:
-    """What the client puts on the wire (tiktok-business-api.md section 1)."""
+    """What the client puts on the wire (docs/tiktok.md, "Conventions every call follows")."""
 
     async def test_info_is_a_get_to_the_path_with_its_trailing_slash(self, scripted: ScriptedFactory) -> None:
         client, script = scripted(envelope(post_data()))
@@ -189,7 +189,7 @@ class TestOwnPostRequestShape:
 
 
 class TestRetries:
-    """Transient faults are retried with backoff under a deadline; permanent ones never are (style.md 7)."""
+    """Transient faults are retried with backoff under a deadline; permanent ones never are."""
 
     async def test_transient_faults_then_success_make_exactly_that_many_requests(
         self, scripted: ScriptedFactory
@@ -335,7 +335,7 @@ class TestDeadline:
 
 
 class TestLogging:
-    """style.md 14: events with fields, never a code or a token in clear."""
+    """Events with fields, never a code or a token in clear."""
 
     def _secrets(self) -> list[str]:
         return [CODE, quote(CODE, safe=""), ACCESS_TOKEN, "auth_code="]
@@ -383,12 +383,12 @@ class TestLogging:
         with capture_logs() as events, pytest.raises(TikTokRateLimited):
             await info(client)
         retries = [event for event in events if event["event"] == "tiktok.request.attempt_failed"]
-        assert [(e["path"], e["tiktok_code"], e["request_id"], e["attempt"]) for e in retries] == [
+        assert [(e["path"], e["tiktok_code"], e["tiktok_request_id"], e["attempt"]) for e in retries] == [
             ("tt_video/info/", 50000, "r1", 1),
             ("tt_video/info/", 40100, "r2", 2),
         ]
         (failed,) = [event for event in events if event["event"] == "tiktok.request.failed"]
-        assert (failed["path"], failed["tiktok_code"], failed["request_id"], failed["attempt"]) == (
+        assert (failed["path"], failed["tiktok_code"], failed["tiktok_request_id"], failed["attempt"]) == (
             "tt_video/info/",
             40100,
             "r2",
@@ -411,7 +411,7 @@ class TestLogging:
         (retried,) = [event for event in events if event["event"] == "tiktok.request.attempt_failed"]
         assert (retried["path"], retried["tiktok_code"], retried["attempt"]) == ("identity/video/info/", 50000, 1)
         (rejected,) = [event for event in events if event["event"] == "tiktok.request.rejected"]
-        assert (rejected["path"], rejected["tiktok_code"], rejected["request_id"], rejected["refusal"]) == (
+        assert (rejected["path"], rejected["tiktok_code"], rejected["tiktok_request_id"], rejected["refusal"]) == (
             "identity/video/info/",
             40007,
             "r2",

@@ -1,5 +1,5 @@
-"""Reading TikTok's successful answers (tiktok-business-api.md section 2): how `data` becomes a PostInfo or a
-PostPage, through the client and a scripted transport, and how text TikTok sends is made storable."""
+"""Reading TikTok's successful answers (docs/tiktok.md, "The fields the service reads"): how `data` becomes a
+PostInfo or a PostPage, through the client and a scripted transport, and how text TikTok sends is made storable."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from tests.tiktok.conftest import (
 
 
 class TestPostParsing:
-    """How `data` becomes a PostInfo (tiktok-business-api.md section 2)."""
+    """How `data` becomes a PostInfo (docs/tiktok.md, "The fields the service reads")."""
 
     async def test_reads_the_documented_fields(self, scripted: ScriptedFactory) -> None:
         client, _ = scripted(envelope(post_data()))

@@ -1,0 +1,62 @@
+"""Authentication, before anything reads the request's body: every request under /v1 needs a valid API key with
+the scope its method needs (`read` for GET and HEAD, `write` for the others), or it is answered 401 or 403 here,
+whatever its body (too large, not JSON, malformed). The caller is left in the request's state for the routes
+(`CurrentCaller`), which decide what else it may touch.
+
+A pure ASGI middleware, so that it runs before the request-limit and idempotency middlewares and before FastAPI
+parses a body; it answers its problems itself, as it runs outside the app's exception handlers.
+"""
+
+from __future__ import annotations
+
+from fastapi.security.utils import get_authorization_scheme_param
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api_keys import service
+from app.api_keys.models import Scope as KeyScope
+from app.kit.db import DATABASE_ERROR_TYPES
+from app.kit.errors import ProblemError, answer, outage_answer
+
+PREFIX = "/v1"
+_READS = frozenset({"GET", "HEAD"})
+CALLER = "caller"  # the key in the request's state
+
+
+def under_prefix(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+class AuthenticationMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not under_prefix(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        path: str = scope["path"]
+        credentials, key = get_authorization_scheme_param(Headers(scope=scope).get("authorization"))
+        state = scope["app"].state
+        try:
+            # A session of its own, closed before the app runs: a route that then waits on TikTok holds no
+            # connection for having been authenticated. (A transaction: a key made before keys were keyed is
+            # re-hashed.)
+            async with state.sessionmaker.begin() as session:
+                caller = await service.authenticate(
+                    session, state.key_hasher, key=key if credentials.lower() == "bearer" else None
+                )
+            needed = KeyScope.read if method in _READS else KeyScope.write
+            service.require_scope(caller, needed, doing=f"{method} {path}")
+        except ProblemError as error:
+            await answer(error, path)(scope, receive, send)
+            return
+        except DATABASE_ERROR_TYPES as exc:
+            outage = outage_answer(exc, path)
+            if outage is None:
+                raise
+            await outage(scope, receive, send)
+            return
+        scope.setdefault("state", {})[CALLER] = caller
+        await self.app(scope, receive, send)
