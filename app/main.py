@@ -14,7 +14,7 @@ from app.advertisers.routes import router as advertisers_router
 from app.api_keys import service as api_keys
 from app.api_keys.dependencies import current_caller
 from app.api_keys.errors import ScopeRequired
-from app.api_keys.middleware import AuthenticationMiddleware, under_prefix
+from app.api_keys.middleware import AuthenticationMiddleware
 from app.api_keys.routes import router as api_keys_router
 from app.authorizations.routes import router as authorizations_router
 from app.health.routes import router as health_router
@@ -24,6 +24,7 @@ from app.kit.docs import install_docs
 from app.kit.errors import NotAuthenticated, ProblemError, install_problem_handlers
 from app.kit.idempotency import IdempotencyMiddleware
 from app.kit.logging import configure_logging
+from app.kit.operations import under_api_prefix
 from app.kit.query import refuse_undeclared_query_parameters
 from app.kit.request_id import RequestIdMiddleware
 from app.kit.request_limits import RequestLimitsMiddleware
@@ -123,7 +124,7 @@ def create_app(
 
 def _problems_of_every_operation_under(path: str) -> list[type[ProblemError]]:
     """What every operation under `path` can answer besides its own problems (for the OpenAPI document)."""
-    return [NotAuthenticated, ScopeRequired] if under_prefix(path) else []
+    return [NotAuthenticated, ScopeRequired] if under_api_prefix(path) else []
 
 
 app = create_app()

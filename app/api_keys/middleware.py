@@ -17,14 +17,10 @@ from app.api_keys import service
 from app.api_keys.models import Scope as KeyScope
 from app.kit.db import DATABASE_ERROR_TYPES
 from app.kit.errors import ProblemError, answer, outage_answer
+from app.kit.operations import under_api_prefix
 
-PREFIX = "/v1"
 _READS = frozenset({"GET", "HEAD"})
 CALLER = "caller"  # the key in the request's state
-
-
-def under_prefix(path: str) -> bool:
-    return path == PREFIX or path.startswith(PREFIX + "/")
 
 
 class AuthenticationMiddleware:
@@ -32,12 +28,12 @@ class AuthenticationMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not under_prefix(scope["path"]):
+        if scope["type"] != "http" or not under_api_prefix(scope["path"]):
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
         path: str = scope["path"]
-        credentials, key = get_authorization_scheme_param(Headers(scope=scope).get("authorization"))
+        scheme, key = get_authorization_scheme_param(Headers(scope=scope).get("authorization"))
         state = scope["app"].state
         try:
             # A session of its own, closed before the app runs: a route that then waits on TikTok holds no
@@ -45,7 +41,7 @@ class AuthenticationMiddleware:
             # re-hashed.)
             async with state.sessionmaker.begin() as session:
                 caller = await service.authenticate(
-                    session, state.key_hasher, key=key if credentials.lower() == "bearer" else None
+                    session, state.key_hasher, key=key if scheme.lower() == "bearer" else None
                 )
             needed = KeyScope.read if method in _READS else KeyScope.write
             service.require_scope(caller, needed, doing=f"{method} {path}")

@@ -125,7 +125,7 @@ def _document_operation(
         every_kind.append(DatabaseUnavailable)
     if _has_input(operation):
         every_kind.append(RequestInvalid)
-    if method in WRITE_METHODS and extra:  # the request limits guard the API's writes
+    if method in WRITE_METHODS:  # app.kit.request_limits reads every write's body
         every_kind += [RequestTooLarge, UnsupportedMediaType]
     for problem in every_kind:
         reasons.setdefault(problem.status, set()).add(problem.reason)

@@ -70,7 +70,6 @@ log = structlog.get_logger(__name__)
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-PREFIX = "/v1"
 RETENTION = timedelta(hours=24)
 # Expired entries of the caller deleted at each claim: enough to keep up with any caller (one claim makes at most
 # one entry), few enough that a claim stays a matter of milliseconds.
@@ -287,7 +286,11 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS or not _under_prefix(scope["path"]):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in WRITE_METHODS
+            or not documented.under_api_prefix(scope["path"])
+        ):
             await self.app(scope, receive, send)
             return
         if documented.operation(scope["app"], scope["method"], scope["path"]) is None:
@@ -390,10 +393,6 @@ class IdempotencyMiddleware:
                     await finish(None)
 
 
-def _under_prefix(path: str) -> bool:
-    return path == PREFIX or path.startswith(PREFIX + "/")
-
-
 def _caller(authorization: str | None, hasher: KeyHasher) -> bytes | None:
     """The caller as `api_keys` knows it (its keyed hash), read exactly as the app's HTTPBearer reads the key."""
     scheme, credentials = get_authorization_scheme_param(authorization)
@@ -462,7 +461,7 @@ def document_openapi(schema: dict[str, Any]) -> None:
     }
     additions = problem_responses(IdempotencyKeyInvalid, IdempotencyKeyReused, IdempotencyKeyInUse)
     for path, operations in schema.get("paths", {}).items():
-        if not _under_prefix(path):
+        if not documented.under_api_prefix(path):
             continue
         for method, operation in operations.items():
             if method.upper() not in WRITE_METHODS:

@@ -11,7 +11,13 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
+API_PREFIX = "/v1"
 _CACHE = "_operations_by_path"
+
+
+def under_api_prefix(path: str) -> bool:
+    """Whether the path is the API's (authenticated, versioned), not /healthz, /readyz or /docs."""
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
 
 
 def _compiled(app: Any) -> list[tuple[re.Pattern[str], dict[str, Any]]]:
