@@ -4,6 +4,7 @@ records the key that made it; keys made before hashes were keyed keep working an
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -356,3 +357,39 @@ async def _rows(db: AsyncEngine) -> list[Any]:
             result = await connection.execute(text(f"SELECT t::text FROM {table} t ORDER BY 1"))  # noqa: S608
             rows.append(result.scalars().all())
     return rows
+
+
+class TestRaces:
+    async def test_two_keys_registering_one_account_at_once_one_wins_and_only_it_is_granted(
+        self, client: httpx.AsyncClient, make_key: MakeKey
+    ) -> None:
+        keys = [await make_key(f"tool-{n}", advertiser_ids=[]) for n in range(4)]
+        answers = await asyncio.gather(*(_register(key.client, THIRD_ADVERTISER_ID) for key in keys))
+        assert sorted(answer.status_code for answer in answers) == [201, 409, 409, 409]
+        winner = next(key for key, answer in zip(keys, answers, strict=True) if answer.status_code == 201)
+        for key in keys:
+            shown = (await client.get(f"/v1/api-keys/{key.id}")).json()
+            assert shown["advertiser_ids"] == ([THIRD_ADVERTISER_ID] if key is winner else [])
+            seen = await key.client.get(f"/v1/advertisers/{THIRD_ADVERTISER_ID}")
+            assert seen.status_code == (200 if key is winner else 404)
+
+    async def test_once_a_grant_is_taken_away_no_later_request_gets_through(
+        self, client: httpx.AsyncClient, make_key: MakeKey, two_accounts: dict[str, Any]
+    ) -> None:
+        key = await make_key("billing", advertiser_ids=[ADVERTISER_ID])
+        path = f"/v1/authorizations/{two_accounts['id']}"
+
+        async def keep_reading() -> list[int]:
+            statuses = []
+            for _ in range(30):
+                statuses.append((await key.client.get(path)).status_code)
+            return statuses
+
+        readers = [asyncio.create_task(keep_reading()) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        taken = await client.patch(f"/v1/api-keys/{key.id}", json={"advertiser_ids": []})
+        assert taken.status_code == 200
+        after = await asyncio.gather(*(key.client.get(path) for _ in range(10)))
+        statuses = [status for reader in await asyncio.gather(*readers) for status in reader]
+        assert set(statuses) <= {200, 404}  # each request saw the grants before or after, never half of it
+        assert {response.status_code for response in after} == {404}
