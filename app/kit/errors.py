@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.kit import request_id as request_ids
 from app.kit.db import DATABASE_ERROR_TYPES, is_database_unavailable
 from app.kit.operations import methods_served
 
@@ -355,8 +356,8 @@ async def _handle_database_error(request: Request, exc: Exception) -> JSONRespon
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Anything reaching here is a bug: log it with the traceback, answer a problem without internals.
-    request_id = getattr(request.state, "request_id", None)
-    log.exception("request.failed", path=request.url.path, error_type=type(exc).__name__, request_id=request_id)
+    request_id = request_ids.current()  # this handler runs outside the request-id middleware: say it here
+    log.exception("request.failed", path=request.url.path, error_type=type(exc).__name__)
     error = InternalError("The service failed unexpectedly; the request was not applied.")
     return problem_response(error.to_problem(request.url.path), {"X-Request-ID": request_id} if request_id else None)
 

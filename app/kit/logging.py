@@ -14,6 +14,8 @@ from typing import Any
 
 import structlog
 
+from app.kit.request_id import add_request_id
+
 _SECRET_FIELDS = frozenset(
     {"auth_code", "original_post_auth_code", "access_token", "authorization", "api_key", "token", "code_text"}
 )
@@ -28,6 +30,7 @@ def _redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mu
 def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

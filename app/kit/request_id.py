@@ -1,39 +1,40 @@
-"""A request id on every request: in each log event of the request, and in the `X-Request-ID` response header.
-
-A caller's own `X-Request-ID` is kept when it is a sane token, so one id can follow a request across services.
-"""
+"""A request id on every request (asgi-correlation-id): the caller's own `X-Request-ID` when it is a sane token,
+so that one id can follow a request across services, else a new one; in the response's `X-Request-ID`, and in
+every log event of the request (`add_request_id`, a structlog processor)."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
 
-import structlog
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 
 HEADER = "X-Request-ID"
 PATTERN = r"[A-Za-z0-9._:-]{1,128}"
 _SANE = re.compile(PATTERN)
 
 
-class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def _is_sane(value: str) -> bool:
+    return _SANE.fullmatch(value) is not None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = dict(scope["headers"]).get(HEADER.lower().encode(), b"").decode("latin-1")
-        request_id = incoming if _SANE.fullmatch(incoming) else uuid.uuid4().hex
-        # Also in the request's state: the handler of unexpected errors runs outside this middleware.
-        scope.setdefault("state", {})["request_id"] = request_id
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[HEADER] = request_id
-            await send(message)
+@dataclass
+class RequestIdMiddleware(CorrelationIdMiddleware):
+    header_name: str = HEADER
+    generator: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+    validator: Callable[[str], bool] | None = field(default=_is_sane)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            await self.app(scope, receive, send_with_id)
+
+def current() -> str | None:
+    """The id of the request being served, if any."""
+    return correlation_id.get()
+
+
+def add_request_id(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    request_id = correlation_id.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
