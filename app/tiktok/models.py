@@ -83,3 +83,34 @@ class PostPage:
     page_size: int
     total_number: int
     total_page: int
+
+
+@dataclass(frozen=True, slots=True)
+class TikTokAd:
+    """One ad of an ad account as `ad/get` describes it; nothing decided yet.
+
+    A Spark Ad carries the post it runs (`tiktok_item_id`) and the identity it runs under (`AUTH_CODE` for a
+    creator's code, `TT_USER` / `BC_AUTH_TT` for the brand's own account); other ads carry no `tiktok_item_id`.
+    Ids are strings whatever JSON type TikTok sent them as. Statuses are kept as TikTok spelled them.
+    """
+
+    ad_id: str
+    tiktok_item_id: str | None
+    identity_type: str | None
+    identity_id: str | None
+    operation_status: str | None  # ENABLE / DISABLE / FROZEN...
+    secondary_status: str | None  # AD_STATUS_DELIVERY_OK, AD_STATUS_DELETE...
+    campaign_id: str | None
+    adgroup_id: str | None
+    created_at: datetime | None  # UTC, timezone-aware
+    modified_at: datetime | None  # UTC, timezone-aware
+
+
+@dataclass(frozen=True, slots=True)
+class AdPage:
+    """One page of `ad/get`."""
+
+    ads: list[TikTokAd]
+    page: int
+    total_page: int
+    total_number: int

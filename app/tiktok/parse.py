@@ -16,9 +16,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.tiktok.errors import TikTokBadResponse
-from app.tiktok.models import ItemType, PostInfo, PostPage, PostStatus
+from app.tiktok.models import AdPage, ItemType, PostInfo, PostPage, PostStatus, TikTokAd
 
-__all__ = ["JsonObject", "parse_identity_post", "parse_page", "parse_post", "storable_text"]
+__all__ = [
+    "JsonObject",
+    "parse_ad",
+    "parse_ad_page",
+    "parse_identity_post",
+    "parse_page",
+    "parse_post",
+    "storable_text",
+]
 
 JsonObject = dict[str, Any]
 
@@ -190,3 +198,55 @@ def parse_page(data: JsonObject, *, page: int, page_size: int) -> PostPage:
         total_number=total_number,
         total_page=total_page,
     )
+
+
+def _id(value: object, field: str) -> str | None:
+    """An id TikTok sent as a string or a JSON integer, as a string; None when absent, null or empty.
+
+    Anything else (a float, which cannot hold 19 digits exactly; a boolean, an object) is a bad response: an id
+    quietly dropped would make an ad's post or identity look absent.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        text = storable_text(value.strip())
+        return text or None
+    raise TikTokBadResponse(f"{field} is not an id")
+
+
+def parse_ad(data: JsonObject) -> TikTokAd:
+    """One entry of `ad/get`'s `data.list`; `ad_id` is required, every other field may be absent (not asked for,
+    or not there for that kind of ad)."""
+    ad_id = _id(data.get("ad_id"), "ad_id")
+    if ad_id is None:
+        raise TikTokBadResponse("ad_id is missing")
+    return TikTokAd(
+        ad_id=ad_id,
+        tiktok_item_id=_id(data.get("tiktok_item_id"), "tiktok_item_id"),
+        identity_type=_text(data.get("identity_type")) or None,
+        identity_id=_id(data.get("identity_id"), "identity_id"),
+        operation_status=_text(data.get("operation_status")) or None,
+        secondary_status=_text(data.get("secondary_status")) or None,
+        campaign_id=_id(data.get("campaign_id"), "campaign_id"),
+        adgroup_id=_id(data.get("adgroup_id"), "adgroup_id"),
+        created_at=_parse_time(data.get("create_time"), "create_time"),
+        modified_at=_parse_time(data.get("modify_time"), "modify_time"),
+    )
+
+
+def parse_ad_page(data: JsonObject, *, page: int, page_size: int) -> AdPage:
+    """One page of `ad/get`; `page` and `page_size` are what was asked, the fallback for page_info."""
+    entries = data.get("list")
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        raise TikTokBadResponse("data.list is not a list")
+    # An entry that is not an object has no ad_id: a bad response, like a post without its item_id.
+    ads = [parse_ad(_object(entry)) for entry in entries]
+    info = _object(data.get("page_info"))
+    size = _int_field(info.get("page_size"), page_size)
+    total_number = _int_field(info.get("total_number"), len(ads))
+    total_page = _int_field(info.get("total_page"), math.ceil(total_number / size) if size > 0 else 0)
+    return AdPage(ads=ads, page=_int_field(info.get("page"), page), total_page=total_page, total_number=total_number)

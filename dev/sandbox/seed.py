@@ -440,6 +440,25 @@ def demo_code(code: str) -> DemoCode:
     return demo
 
 
+# Reversed, so that a post described by two codes (a renewal) is its first code's: the same post either way.
+_POSTS_BY_ITEM_ID: dict[str, DemoPost] = {
+    demo.post.item_id: demo.post for demo in reversed(DEMO_CODES) if demo.post is not None
+}
+_BULK_ITEM_ID = re.compile(re.escape(BULK_ITEM_ID_PREFIX) + r"([0-9]{5})")
+
+
+def find_post(item_id: str) -> DemoPost | None:
+    """The creator's post with that item id, of a seeded or a bulk code; None for any other id (own posts
+    included: they are `OWN_POSTS_BY_ITEM_ID`'s)."""
+    seeded = _POSTS_BY_ITEM_ID.get(item_id)
+    if seeded is not None:
+        return seeded
+    bulk = _BULK_ITEM_ID.fullmatch(item_id)
+    if bulk is None or int(bulk.group(1)) >= BULK_CODE_COUNT:
+        return None
+    return _bulk_demo_code(int(bulk.group(1))).post
+
+
 # -- The brand's own posts (D1): no code, read by identity and item id with `identity/video/info`.
 
 
