@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 import structlog
@@ -17,6 +17,8 @@ from app.api_keys.errors import ScopeRequired
 from app.api_keys.middleware import AuthenticationMiddleware
 from app.api_keys.routes import router as api_keys_router
 from app.authorizations.routes import router as authorizations_router
+from app.diagnosis.routes import router as diagnosis_router
+from app.events.routes import router as events_router
 from app.health.routes import router as health_router
 from app.kit.contract import install_contract
 from app.kit.crypto import KeyHasher
@@ -31,6 +33,9 @@ from app.kit.request_limits import RequestLimitsMiddleware
 from app.kit.resources import open_resources
 from app.kit.settings import LogFormat, Settings, get_settings
 from app.posts.routes import router as posts_router
+from app.reconcile.routes import router as reconcile_router
+from app.webhooks.routes import router as webhooks_router
+from app.worker.queue import running_worker
 
 log = structlog.get_logger(__name__)
 
@@ -61,23 +66,30 @@ operation answers in well under a second.
 
 
 def create_app(
-    settings: Settings | None = None, *, tiktok_transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings | None = None,
+    *,
+    tiktok_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """Build the app. Settings are read when it starts, not when it is built, so the schema needs none.
 
-    `tiktok_transport` replaces the network under the TikTok client (tests use the sandbox in-process).
+    `tiktok_transport` replaces the network under the TikTok client (tests use the sandbox in-process), and
+    `webhook_transport` the one under webhook deliveries.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         config = settings or get_settings()
         configure_logging(level=config.log_level, json=config.log_format is LogFormat.json)
-        async with open_resources(config, tiktok_transport=tiktok_transport) as resources:
+        async with open_resources(
+            config, tiktok_transport=tiktok_transport, webhook_transport=webhook_transport
+        ) as resources:
             app.state.settings = config
             app.state.engine = resources.engine
             app.state.sessionmaker = resources.sessionmaker
             app.state.secret_box = resources.secret_box
             app.state.tiktok = resources.tiktok
+            app.state.resources = resources
             if config.api_key_secret is None:
                 raise RuntimeError("API_KEY_SECRET is required: the secret API keys are hashed under")
             app.state.key_hasher = KeyHasher(config.api_key_secret.get_secret_value())
@@ -86,8 +98,11 @@ def create_app(
                     await api_keys.ensure_bootstrap_key(
                         session, app.state.key_hasher, key=config.bootstrap_api_key.get_secret_value()
                     )
-            log.info("service.started", environment=config.environment.value)
-            yield
+            async with AsyncExitStack() as stack:
+                if config.worker_in_process:
+                    await stack.enter_async_context(running_worker(resources, name="in-process"))
+                log.info("service.started", environment=config.environment.value, worker=config.worker_in_process)
+                yield
         log.info("service.stopped")
 
     app = FastAPI(
@@ -116,8 +131,12 @@ def create_app(
     v1.include_router(api_keys_router)
     v1.include_router(advertisers_router)
     v1.include_router(authorizations_router)
+    v1.include_router(diagnosis_router)
+    v1.include_router(reconcile_router)
     v1.include_router(ads_router)
     v1.include_router(posts_router)
+    v1.include_router(events_router)
+    v1.include_router(webhooks_router)
     app.include_router(v1)
     return app
 

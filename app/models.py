@@ -4,9 +4,11 @@ from app.ads.models import Ad, IdentityUsage
 from app.advertisers.models import Advertiser
 from app.api_keys.models import ApiKey, ApiKeyGrant
 from app.authorizations.models import Authorization
+from app.events.models import Event
 from app.kit.db import Base
 from app.kit.idempotency import IdempotencyKey
 from app.kit.rate_budget import CallTurns
+from app.webhooks.models import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Ad",
@@ -16,6 +18,9 @@ __all__ = [
     "Authorization",
     "Base",
     "CallTurns",
+    "Event",
     "IdempotencyKey",
     "IdentityUsage",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

@@ -1,14 +1,14 @@
 """Re-encrypting every stored secret under the first key of ENCRYPTION_KEYS, so that older keys can be retired:
 `python -m app.cli rotate-secrets`.
 
-What is stored under a key: advertisers' access tokens (`access_token_encrypted`), and creators' codes
-(`auth_code_encrypted`) with their keyed fingerprints (`auth_code_fingerprint`). A value needs rewriting when the
-first key alone does not decrypt it (Fernet tokens do not name their key: trying the first key is one HMAC check),
-or when its fingerprint is not the first key's. It is then re-encrypted with `MultiFernet.rotate` (the same clear
-text and Fernet timestamp) and its fingerprint made again under the first key. A fingerprint that is NULL (a
-pending row carried over from before pairs had two rows) stays NULL: the rotation changes keys, never what a row
-says. The hint is not keyed, and the clear text does not change, so it is left as it is; so is every other column,
-`updated_at` included: nothing a caller sees changes.
+What is stored under a key: advertisers' access tokens (`access_token_encrypted`), creators' codes
+(`auth_code_encrypted`) with their keyed fingerprints (`auth_code_fingerprint`), and webhook subscriptions' signing
+secrets (`secret_encrypted`). A value needs rewriting when the first key alone does not decrypt it (Fernet tokens do
+not name their key: trying the first key is one HMAC check), or when its fingerprint is not the first key's. It is
+then re-encrypted with `MultiFernet.rotate` (the same clear text and Fernet timestamp) and its fingerprint made
+again under the first key. A fingerprint that is NULL (a pending row carried over from before pairs had two rows)
+stays NULL: the rotation changes keys, never what a row says. The hint is not keyed, and the clear text does not
+change, so it is left as it is; so is every other column, `updated_at` included: nothing a caller sees changes.
 
 Safe while the service runs, on any number of replicas:
 
@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.advertisers.models import Advertiser
 from app.authorizations.models import Authorization
 from app.kit.crypto import DecryptionFailed, SecretBox
+from app.webhooks.models import WebhookSubscription
 
 DEFAULT_BATCH_SIZE = 500
 # How many times one row is read again because the service changed it between the read and the write. Each
@@ -61,6 +62,7 @@ class SecretColumn:
 SECRET_COLUMNS = (
     SecretColumn(cast(Table, Advertiser.__table__), "access_token_encrypted"),
     SecretColumn(cast(Table, Authorization.__table__), "auth_code_encrypted", fingerprint="auth_code_fingerprint"),
+    SecretColumn(cast(Table, WebhookSubscription.__table__), "secret_encrypted"),
 )
 
 

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +194,8 @@ def settings_for(database_url: str, **changes: Any) -> Settings:
         # A budget so large that only the tests of the budget itself ever wait for a turn.
         "tiktok_qps": 1000,
         "log_format": "console",
+        # Tests that want the worker start one (tests/worker): elsewhere background jobs would race the test.
+        "worker_in_process": False,
     }
     return Settings(**(values | changes))
 
@@ -290,7 +292,11 @@ async def advertiser(client: httpx.AsyncClient) -> dict[str, Any]:
 
 async def truncate_all(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
-        tables = "ads, identity_usage, authorizations, advertisers, api_keys, call_turns, idempotency_keys"
+        tables = (
+            "webhook_deliveries, webhook_subscriptions, events, ads, identity_usage, authorizations, advertisers, "
+            "api_keys, call_turns, idempotency_keys, procrastinate.procrastinate_jobs, "
+            "procrastinate.procrastinate_periodic_defers, procrastinate.procrastinate_workers"
+        )
         await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
 
 
@@ -316,3 +322,34 @@ def served_on_loopback(asgi_app: Any, *, lifespan: str = "off") -> Iterator[str]
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@dataclass
+class Key:
+    id: str
+    value: str
+    client: httpx.AsyncClient
+
+
+MakeKey = Callable[..., Awaitable[Key]]
+
+
+@pytest.fixture
+async def make_key(client: httpx.AsyncClient, app: FastAPI) -> Any:
+    """`await make_key(name, advertiser_ids=[...], scopes=[...])`: a key made by the admin, with a client holding it."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def make(name: str, **body: Any) -> Key:
+        created = await client.post("/v1/api-keys", json={"name": name, **body})
+        assert created.status_code == 201, created.text
+        holder = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://service.test",
+            headers={"Authorization": f"Bearer {created.json()['key']}"},
+        )
+        clients.append(holder)
+        return Key(id=created.json()["id"], value=created.json()["key"], client=holder)
+
+    yield make
+    for holder in clients:
+        await holder.aclose()

@@ -208,7 +208,7 @@ class CliRun:
             if match:
                 numbers = {name: int(value) for name, value in match.groupdict().items() if name != "table" and value}
                 report[match["table"]] = numbers
-        assert set(report) == {"advertisers", "authorizations"}, self.stdout
+        assert set(report) == {"advertisers", "authorizations", "webhook_subscriptions"}, self.stdout
         return report
 
 
@@ -273,6 +273,7 @@ class TestRotateSecrets:
             "advertisers": _report(1, 1, 0),
             # 4 applied codes (a Duet is two) and the pending row; the own post holds no code
             "authorizations": _report(5, 5, 0, fingerprints=4),
+            "webhook_subscriptions": _report(0, 0, 0),  # none here: see TestWebhookSecrets
         }
         assert run.stdout.splitlines()[-1] == DONE
         after = await _secret_rows(db)
@@ -326,7 +327,11 @@ class TestRotateSecrets:
         rows = await _secret_rows(db)
         again = await _rotate_secrets(database_url, f"{NEW},{OLD}")
         assert again.returncode == 0, again.stderr
-        assert again.tables() == {"advertisers": _report(1, 0, 1), "authorizations": _report(6, 0, 6, fingerprints=0)}
+        assert again.tables() == {
+            "advertisers": _report(1, 0, 1),
+            "authorizations": _report(6, 0, 6, fingerprints=0),
+            "webhook_subscriptions": _report(0, 0, 0),
+        }
         assert again.stdout.splitlines()[-1] == DONE
         assert await _secret_rows(db) == rows
 
@@ -348,6 +353,7 @@ class TestRotateSecrets:
         assert run.tables() == {
             "advertisers": _report(1, 1, 0),
             "authorizations": _report(5, 4, 0, unreadable=1, fingerprints=3),
+            "webhook_subscriptions": _report(0, 0, 0),
         }
         lines = run.stdout.splitlines()
         assert f"authorizations unreadable: {lost}" in lines
@@ -412,6 +418,7 @@ class TestResumable:
         assert [(table.table, table.seen, table.reencrypted, table.current) for table in report.tables] == [
             ("advertisers", 1, 0, 1),
             ("authorizations", 5, 3, 2),
+            ("webhook_subscriptions", 0, 0, 0),
         ]
         done = await _secret_rows(db)
         _assert_under(NEW, done, _clear_texts(stored))
@@ -420,7 +427,11 @@ class TestResumable:
                 assert done[row_id] == row  # what the first run did is not done again
 
         last = await rotation.rotate_secrets(db, box, batch_size=2)
-        assert [(table.seen, table.reencrypted, table.current) for table in last.tables] == [(1, 0, 1), (5, 0, 5)]
+        assert [(table.seen, table.reencrypted, table.current) for table in last.tables] == [
+            (1, 0, 1),
+            (5, 0, 5),
+            (0, 0, 0),
+        ]
         assert await _secret_rows(db) == done
 
 
@@ -446,7 +457,7 @@ class TestWhileTheServiceRuns:
                             f"/v1/advertisers/{ADVERTISER_ID}/access-token", json={"access_token": RECONNECTED_TOKEN}
                         )
                         assert response.status_code == 200, response.text
-                    else:
+                    elif column.name == "authorizations":
                         response = await apply(service.client, VIDEO_30D_RENEWED)
                         assert (response.status_code, response.json()["id"]) == (200, str(renewed_id)), response.text
                 return rows
@@ -454,12 +465,54 @@ class TestWhileTheServiceRuns:
             monkeypatch.setattr(rotation, "_read_batch", read_then_let_the_service_write)
             report = await rotation.rotate_secrets(db, SecretBox([NEW, OLD]))
 
-        assert written == ["advertisers", "authorizations"]
+        assert written == ["advertisers", "authorizations", "webhook_subscriptions"]
         # Those two were re-read after their conditional UPDATE matched nothing, and found current.
-        assert [(table.seen, table.reencrypted, table.current) for table in report.tables] == [(1, 0, 1), (5, 4, 1)]
+        assert [(table.seen, table.reencrypted, table.current) for table in report.tables] == [
+            (1, 0, 1),
+            (5, 4, 1),
+            (0, 0, 0),
+        ]
         clear = _clear_texts(stored) | {stored.advertiser_id: RECONNECTED_TOKEN, renewed_id: VIDEO_30D_RENEWED}
         _assert_under(NEW, await _secret_rows(db), clear)
         await _assert_no_secret_in_clear(db)
+
+
+class TestWebhookSecrets:
+    async def test_a_webhook_signing_secret_is_rotated_too(
+        self, database_url: str, db: AsyncEngine, fast_retries: None
+    ) -> None:
+        """A subscription made under OLD: its signing secret is re-encrypted under NEW (the same secret, the row's
+        `updated_at` untouched): with OLD retired, the service still reads it to sign deliveries."""
+        async with running(_settings(database_url, OLD), httpx.ASGITransport(app=create_sandbox_app())) as service:
+            created = await service.client.post("/v1/webhooks", json={"url": "https://hooks.example.com/spark"})
+            assert created.status_code == 201, created.text
+        secret = created.json()["secret"]
+
+        async def stored() -> tuple[bytes, Any]:
+            async with db.connect() as connection:
+                row = (
+                    await connection.execute(text("SELECT secret_encrypted, updated_at FROM webhook_subscriptions"))
+                ).one()
+            return bytes(row.secret_encrypted), row.updated_at
+
+        before, updated_at = await stored()
+        assert _under(OLD, before)
+
+        report = await rotation.rotate_secrets(db, SecretBox([NEW, OLD]))
+
+        webhooks = report.tables[-1]
+        assert (webhooks.table, webhooks.seen, webhooks.reencrypted, webhooks.current) == (
+            "webhook_subscriptions",
+            1,
+            1,
+            0,
+        )
+        after, updated_at_after = await stored()
+        assert SecretBox([NEW]).decrypt(after) == secret
+        assert updated_at_after == updated_at
+        again = await rotation.rotate_secrets(db, SecretBox([NEW, OLD]))
+        assert (again.tables[-1].seen, again.tables[-1].reencrypted, again.tables[-1].current) == (1, 0, 1)
+        assert await stored() == (after, updated_at)
 
 
 def _read_all(fd: int) -> str:

@@ -20,6 +20,13 @@ class CampaignType(StrEnum):
     smart_plus = "SMART_PLUS"
 
 
+class AdSource(StrEnum):
+    """Who told the service about the ad."""
+
+    caller = "caller"  # a calling system linked it (linkAd)
+    tiktok = "tiktok"  # reconciliation found it on TikTok (`ad/get`): made outside the service
+
+
 class AdState(StrEnum):
     active = "active"
     removed = "removed"  # removed from Ads Manager; kept as history (D6)
@@ -34,6 +41,7 @@ class Ad(IdMixin, TimestampMixin, WrittenByMixin, Base):
         Index(None, "advertiser_id"),
         CheckConstraint("campaign_type IN ('STANDARD', 'SMART_PLUS')", name="campaign_type"),
         CheckConstraint("state IN ('active', 'removed')", name="state"),
+        CheckConstraint("source IN ('caller', 'tiktok')", name="source"),
         CheckConstraint("(state = 'removed') = (removed_at IS NOT NULL)", name="removed_when"),
     )
 
@@ -47,6 +55,7 @@ class Ad(IdMixin, TimestampMixin, WrittenByMixin, Base):
     ends_at: Mapped[datetime | None]
     state: Mapped[str] = mapped_column(String(16), default=AdState.active.value)
     removed_at: Mapped[datetime | None]
+    source: Mapped[str] = mapped_column(String(8), default=AdSource.caller.value, server_default=text("'caller'"))
 
 
 class IdentityUsage(Base):

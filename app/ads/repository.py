@@ -8,7 +8,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.ads.models import Ad, AdState, IdentityUsage
+from app.ads.models import Ad, AdSource, AdState, IdentityUsage
 from app.kit import actor
 from app.kit.pagination import Cursor
 
@@ -29,6 +29,7 @@ async def insert_new(
     campaign_type: str,
     only_show_as_ad: bool,
     ends_at: datetime | None,
+    source: AdSource = AdSource.caller,
 ) -> Ad | None:
     """Insert the link; None when the ad id is taken (decided by the unique index, so races are safe)."""
     statement = (
@@ -42,6 +43,7 @@ async def insert_new(
             only_show_as_ad=only_show_as_ad,
             ends_at=ends_at,
             state=AdState.active.value,
+            source=source.value,
             created_by_api_key_id=actor.current(),
             updated_by_api_key_id=actor.current(),
         )
@@ -67,6 +69,19 @@ async def take_identity_slot(session: AsyncSession, *, identity_type: str, ident
         .returning(IdentityUsage.ads_used)
     )
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def count_identity_ad_anyway(session: AsyncSession, *, identity_type: str, identity_id: str) -> None:
+    """One more ad for the identity whatever its limit: an ad that exists on TikTok is counted."""
+    statement = (
+        insert(IdentityUsage)
+        .values(identity_type=identity_type, identity_id=identity_id, ads_used=1)
+        .on_conflict_do_update(
+            index_elements=[IdentityUsage.identity_type, IdentityUsage.identity_id],
+            set_={"ads_used": IdentityUsage.ads_used + 1},
+        )
+    )
+    await session.execute(statement)
 
 
 async def release_identity_slot(session: AsyncSession, *, identity_type: str, identity_id: str) -> None:

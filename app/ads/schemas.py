@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
-from app.ads.models import Ad, AdState, CampaignType
+from app.ads.models import Ad, AdSource, AdState, CampaignType
 from app.authorizations.models import Authorization
 from app.authorizations.schemas import AuthorizationWarning, WarningReason
 from app.kit.bodies import FromText, RequestBody
@@ -62,6 +62,10 @@ class AdRead(BaseModel):
     ends_at: datetime | None
     state: AdState = Field(description="`removed` once recorded as removed from Ads Manager; kept as history.")
     removed_at: datetime | None
+    source: AdSource = Field(
+        description="`caller`: linked by a calling system (linkAd). `tiktok`: found on TikTok by reconciliation "
+        "(`ad/get`), made outside the service."
+    )
     warnings: list[AuthorizationWarning] = Field(
         description="`ad_outlives_authorization`: the ad is scheduled past the window's end and stops delivering "
         "then. `post_will_become_public` (D5)."
@@ -102,6 +106,7 @@ class AdRead(BaseModel):
             ends_at=ad.ends_at,
             state=AdState(ad.state),
             removed_at=ad.removed_at,
+            source=AdSource(ad.source),
             warnings=warnings,
             created_by_api_key_id=ad.created_by_api_key_id,
             updated_by_api_key_id=ad.updated_by_api_key_id,

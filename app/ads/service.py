@@ -23,14 +23,17 @@ from app.ads.errors import (
     IdentityAdsLimitReached,
     SparkAdsLimitReached,
 )
-from app.ads.models import Ad, AdState, CampaignType
-from app.ads.schemas import IdentityQuota, SparkAdsQuota
+from app.ads.models import Ad, AdSource, AdState, CampaignType
+from app.ads.schemas import AdRead, IdentityQuota, SparkAdsQuota
 from app.advertisers import repository as advertisers
 from app.advertisers.models import Advertiser
 from app.api_keys.access import Caller
 from app.authorizations import repository as authorizations
 from app.authorizations.models import Authorization
+from app.authorizations.schemas import AuthorizationRead
 from app.authorizations.service import visible
+from app.events import service as events
+from app.events.models import EventType
 from app.kit.pagination import PageParams
 
 log = structlog.get_logger(__name__)
@@ -86,8 +89,61 @@ async def link(
     await _take_slots(session, authorization, identity_ads_limit=identity_ads_limit)
     authorization.active_ads += 1
     await session.flush()
+    await _ad_changed(session, EventType.ad_linked, ad, authorization, now=now)
     log.info("ad.linked", ad_id=ad_id, authorization_id=str(authorization.id), campaign_type=campaign_type.value)
     return Linked(ad, authorization, created=True)
+
+
+async def record_found_on_tiktok(
+    session: AsyncSession, *, authorization: Authorization, ad_id: str, now: datetime
+) -> Ad | None:
+    """An ad TikTok shows using the authorization's post, which no caller linked: linked with `source: tiktok`.
+
+    It exists whatever the limits say, so it is counted even past them (the counters then show the account over
+    its limit, and nothing new links until ads go). `authorization` must be locked by the caller. None: the ad id
+    is already linked (to this or another authorization).
+    """
+    ad = await repository.insert_new(
+        session,
+        ad_id=ad_id,
+        authorization_id=authorization.id,
+        advertiser_id=authorization.advertiser_id,
+        campaign_type=CampaignType.standard.value,
+        only_show_as_ad=False,
+        ends_at=None,
+        source=AdSource.tiktok,
+    )
+    if ad is None:
+        return None
+    await advertisers.count_spark_ad_anyway(session, authorization.advertiser_id)
+    if authorization.identity_id is not None:
+        await repository.count_identity_ad_anyway(
+            session, identity_type=authorization.identity_type, identity_id=authorization.identity_id
+        )
+    authorization.active_ads += 1
+    await session.flush()
+    await _ad_changed(session, EventType.ad_linked, ad, authorization, now=now)
+    log.info("ad.found_on_tiktok", ad_id=ad_id, authorization_id=str(authorization.id))
+    return ad
+
+
+async def _ad_changed(
+    session: AsyncSession, event_type: EventType, ad: Ad, authorization: Authorization, *, now: datetime
+) -> None:
+    await events.record(
+        session,
+        event_type,
+        advertiser_id=authorization.advertiser_id,
+        tiktok_advertiser_id=authorization.advertiser.tiktok_advertiser_id,
+        now=now,
+        item_id=authorization.item_id,
+        authorization_id=authorization.id,
+        ad_id=ad.ad_id,
+        data={
+            "ad": AdRead.from_model(ad, authorization).model_dump(mode="json"),
+            "authorization": AuthorizationRead.from_model(authorization, now).model_dump(mode="json"),
+        },
+    )
 
 
 def _same_link(existing: Ad, authorization: Authorization) -> Linked:
@@ -137,8 +193,15 @@ async def remove(
     ad = await repository.get_by_ad_id(session, ad_id, for_update=True)
     if ad is None or ad.authorization_id != authorization.id:
         raise AdNotFound(f"Authorization {authorization_id} has no ad {ad_id}.")
+    await mark_removed(session, authorization=authorization, ad=ad, now=now)
+
+
+async def mark_removed(session: AsyncSession, *, authorization: Authorization, ad: Ad, now: datetime) -> None:
+    """The ad was removed (a caller said so, or TikTok shows it deleted): its slots go back. Both rows locked by
+    the caller; removing twice is harmless."""
     if ad.state == AdState.removed:
         return
+    ad_id = ad.ad_id
     ad.state = AdState.removed.value
     ad.removed_at = now
     authorization.active_ads -= 1
@@ -148,6 +211,7 @@ async def remove(
             session, identity_type=authorization.identity_type, identity_id=authorization.identity_id
         )
     await session.flush()
+    await _ad_changed(session, EventType.ad_removed, ad, authorization, now=now)
     log.info("ad.removed", ad_id=ad_id, authorization_id=str(authorization.id))
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, LargeBinary, String, text
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit.actor import WrittenByMixin
@@ -16,6 +18,7 @@ class Advertiser(IdMixin, TimestampMixin, WrittenByMixin, Base):
     __table_args__ = (
         CheckConstraint("spark_ads_limit >= 0", name="spark_ads_limit"),
         CheckConstraint("spark_ads_used >= 0", name="spark_ads_used"),
+        Index(None, "reconcile_due_at"),
     )
 
     tiktok_advertiser_id: Mapped[str] = mapped_column(String(32), unique=True)
@@ -27,3 +30,12 @@ class Advertiser(IdMixin, TimestampMixin, WrittenByMixin, Base):
     # UPDATE, exact under any concurrency. The limit may be set below `used`: nothing new links until ads go.
     spark_ads_limit: Mapped[int] = mapped_column(default=DEFAULT_SPARK_ADS_LIMIT, server_default=text("10000"))
     spark_ads_used: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+
+    # Reconciliation with TikTok (the worker, spread over RECONCILE_PERIOD_SECONDS): when it is next due, when the
+    # posts (`tt_video/list`) and the ads (`ad/get`) were last read in full, the newest `modify_time` seen among
+    # the ad account's ads (where the next incremental read of `ad/get` starts), and why the last pass failed.
+    reconcile_due_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    posts_reconciled_at: Mapped[datetime | None]
+    ads_reconciled_at: Mapped[datetime | None]
+    ads_modified_after: Mapped[datetime | None]
+    reconcile_error: Mapped[str | None] = mapped_column(Text)

@@ -89,6 +89,14 @@ async def take_spark_ad_slot(session: AsyncSession, advertiser_id: uuid.UUID) ->
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def count_spark_ad_anyway(session: AsyncSession, advertiser_id: uuid.UUID) -> None:
+    """One more Spark Ad whatever the limit: an ad made outside the service exists, and is counted (D10)."""
+    statement = (
+        update(Advertiser).where(Advertiser.id == advertiser_id).values(spark_ads_used=Advertiser.spark_ads_used + 1)
+    )
+    await session.execute(statement)
+
+
 async def release_spark_ad_slot(session: AsyncSession, advertiser_id: uuid.UUID) -> None:
     statement = (
         update(Advertiser).where(Advertiser.id == advertiser_id).values(spark_ads_used=Advertiser.spark_ads_used - 1)

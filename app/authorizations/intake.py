@@ -38,6 +38,7 @@ from app.authorizations.errors import (
     AuthCodeInvalid,
     AuthorizationInProgress,
     CarouselDuetNotSupported,
+    CodeRefused,
     MentionsMultipleVideos,
     MultiLevelDuetStitch,
     OriginalPostCodeMismatch,
@@ -47,6 +48,7 @@ from app.authorizations.errors import (
     PostDeleted,
     VideoTooLong,
 )
+from app.authorizations.events import authorization_changed, code_rejected
 from app.authorizations.models import (
     Authorization,
     AuthorizationState,
@@ -54,11 +56,14 @@ from app.authorizations.models import (
     IdentityType,
     OriginKind,
 )
+from app.events.models import EventType
 from app.kit import clock
 from app.kit.crypto import SecretBox, secret_hint
+from app.kit.db import DATABASE_ERROR_TYPES
 from app.kit.errors import ProblemError
 from app.kit.settings import Settings
 from app.kit.tiktok_problems import tiktok_details, to_problem
+from app.posts.events import record_if_deletion_became_safe
 from app.tiktok.client import TikTokClient
 from app.tiktok.errors import (
     NOTHING_DONE,
@@ -177,10 +182,34 @@ async def apply_code(
             return Applied(known, created=False)
 
     token = box.decrypt(advertiser.access_token_encrypted)
-    post = await read_post(tiktok, advertiser, token, code)
-    original = (original_code, await read_post(tiktok, advertiser, token, original_code)) if original_code else None
-    plan = make_plan(code, post, original, policy=policy, now=now)
-    return await apply_plan(sessions, tiktok, box, policy, advertiser=advertiser, token=token, plan=plan)
+    try:
+        post = await read_post(tiktok, advertiser, token, code)
+        original = (original_code, await read_post(tiktok, advertiser, token, original_code)) if original_code else None
+        plan = make_plan(code, post, original, policy=policy, now=now)
+        return await apply_plan(sessions, tiktok, box, policy, advertiser=advertiser, token=token, plan=plan)
+    except CodeRefused as refusal:
+        await record_rejection(sessions, advertiser, code=code, refusal=refusal, now=now)
+        raise
+
+
+async def record_rejection(
+    sessions: Sessions, advertiser: Advertiser, *, code: str, refusal: CodeRefused, now: datetime
+) -> None:
+    """`authorization.rejected`, in a transaction of its own (no row changed). Best effort: if Postgres fails
+    here the caller still hears the refusal, which is what it asked about."""
+    try:
+        async with sessions.begin() as session:
+            await code_rejected(
+                session,
+                advertiser,
+                code=code,
+                reason=refusal.reason,
+                detail=refusal.detail or refusal.title,
+                item_id=refusal.extensions.get("item_id"),
+                now=now,
+            )
+    except DATABASE_ERROR_TYPES as error:
+        log.warning("authorization.rejection_not_recorded", error=type(error).__name__)
 
 
 async def applied_already(
@@ -438,12 +467,18 @@ async def _settle_unknown(
         if post is not None:
             bound[row.item_id] = post
     if bound:
+        now = clock.utcnow()
         async with sessions.begin() as session:
+            activated = []
             for row in await _rows(session, claim.unknown):
                 if row.item_id in bound:
                     _activate_row(row, bound[row.item_id], box)
+                    activated.append(row)
             await session.flush()
             await repository.refresh_pair_windows(session, claim.unknown)
+            for row in activated:
+                await session.refresh(row, attribute_names=["auth_start_at", "auth_end_at"])
+                await authorization_changed(session, EventType.authorization_applied, row, now=now)
         log.info("authorization.apply.settled_from_tiktok", item_ids=sorted(bound))
     return bound
 
@@ -495,8 +530,10 @@ async def _activate(
     *,
     main_post: PostInfo,
 ) -> Applied:
+    now = clock.utcnow()
     async with sessions.begin() as session:
         rows = {row.id: row for row in await _rows(session, claim.ids)}
+        was = {row.id: row.state for row in rows.values()}
         main = rows[claim.main_id]
         _activate_row(main, main_post, box, code=plan.code)
         if claim.original_id is not None:
@@ -507,7 +544,15 @@ async def _activate(
             row.claimed_until = None
         await session.flush()
         await repository.refresh_pair_windows(session, claim.ids)
-        await session.refresh(main, attribute_names=["auth_start_at", "auth_end_at"])
+        for row in rows.values():
+            await session.refresh(row, attribute_names=["auth_start_at", "auth_end_at"])
+            applied = was[row.id] == AuthorizationState.pending or (row.id == claim.main_id and claim.created)
+            await authorization_changed(
+                session,
+                EventType.authorization_applied if applied else EventType.authorization_renewed,
+                row,
+                now=now,
+            )
     log.info(
         "authorization.applied",
         authorization_id=str(claim.main_id),
@@ -537,6 +582,10 @@ def _activate_row(row: Authorization, post: PostInfo, box: SecretBox, *, code: s
     elif row.auth_code_fingerprint is None and row.auth_code_encrypted is not None:
         _set_code(row, box.decrypt(row.auth_code_encrypted), box)  # carried over from before pairs had two rows
     row.state = AuthorizationState.active.value
+    # TikTok shows it bound as described: a revocation or a caption anomaly recorded before is over.
+    row.revoked_at = None
+    row.tiktok_caption = None
+    row.caption_changed_at = None
 
 
 def _set_code(row: Authorization, code: str, box: SecretBox) -> None:
@@ -655,6 +704,20 @@ async def _settle_one(
         if post is not None:  # its window as TikTok shows it now: a pair's usable window follows
             await session.flush()
             await repository.refresh_pair_windows(session, [current.id])
+            await session.refresh(current, attribute_names=["auth_start_at", "auth_end_at"])
+        event = (
+            EventType.authorization_unauthorized
+            if current.state == AuthorizationState.unauthorized and was == AuthorizationState.unauthorizing
+            else EventType.authorization_applied
+            if post is not None and was == AuthorizationState.pending
+            else None
+        )
+        if event is not None:
+            await authorization_changed(session, event, current, now=clock.utcnow())
+        if event is EventType.authorization_unauthorized:
+            await record_if_deletion_became_safe(
+                session, [item for item in (current.item_id, current.original_item_id) if item], now=clock.utcnow()
+            )
     log.info(
         "authorization.settled",
         authorization_id=str(row.id),

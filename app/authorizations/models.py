@@ -47,6 +47,8 @@ class AuthorizationStatus(StrEnum):
     pending = "pending"
     active = "active"
     expired = "expired"
+    # Active here, but TikTok no longer has it: the creator revoked the code. Applying a new code revives it.
+    revoked = "revoked"
     unauthorizing = "unauthorizing"
     unauthorized = "unauthorized"
 
@@ -95,6 +97,12 @@ class Authorization(IdMixin, TimestampMixin, WrittenByMixin, Base):
         ),
         CheckConstraint("(origin_kind IS NULL) = (original_item_id IS NULL)", name="origin_complete"),
         CheckConstraint("original_authorization_id IS NULL OR original_item_id IS NOT NULL", name="pair_has_origin"),
+        # What the worker's sweep reads (D3): windows that have not been recorded as ended yet, and reminders due.
+        # Both stay small however many authorizations there are, so the sweep costs what is due, not the table.
+        Index(
+            "ix_authorizations_expiry", "auth_end_at", postgresql_where=text("state = 'active' AND expired_at IS NULL")
+        ),
+        Index("ix_authorizations_reminders", "next_reminder_at", postgresql_where=text("next_reminder_at IS NOT NULL")),
     )
 
     advertiser_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(Advertiser.id, ondelete="RESTRICT"))
@@ -141,7 +149,25 @@ class Authorization(IdMixin, TimestampMixin, WrittenByMixin, Base):
     # authorize or unbind. Expired, the owner died mid-way and the row is settled by reading TikTok.
     claimed_until: Mapped[datetime | None]
 
+    # What the worker and reconciliation have recorded (each change also written as an event).
+    # When the worker recorded the end of the window (authorization.expired); cleared when the window moves.
+    expired_at: Mapped[datetime | None]
+    # When reminders (authorization.expiring) must be looked at again, and the shortest lead already reminded of
+    # for the current window. A trigger resets both whenever the window's end changes (migration 0008).
+    next_reminder_at: Mapped[datetime | None]
+    reminded_lead_seconds: Mapped[int | None]
+    # TikTok no longer has the post authorized to the ad account, and this service did not unbind it: the creator
+    # revoked the code (D8's sibling). Cleared when a code for the post is applied again.
+    revoked_at: Mapped[datetime | None]
+    # D4: the caption as TikTok shows it now, when it differs from the caption as authorized (kept in `caption`).
+    tiktok_caption: Mapped[str | None] = mapped_column(Text)
+    caption_changed_at: Mapped[datetime | None]
+    # When TikTok was last asked about this authorization (reconciliation or refresh).
+    tiktok_checked_at: Mapped[datetime | None]
+
     def _status_at(self, now: datetime) -> AuthorizationStatus:
+        if self.state == AuthorizationState.active and self.revoked_at is not None:
+            return AuthorizationStatus.revoked
         if self.state == AuthorizationState.active and self.auth_end_at is not None and self.auth_end_at <= now:
             return AuthorizationStatus.expired
         return AuthorizationStatus(self.state)
@@ -150,10 +176,12 @@ class Authorization(IdMixin, TimestampMixin, WrittenByMixin, Base):
         # The same rule as `_status_at`, as SQL, so that a filter by status agrees with what each row reads as.
         # Called on the class: the columns are read off `Authorization`, which is what `cls` is.
         table = Authorization
-        ended = and_(
-            table.state == AuthorizationState.active.value, table.auth_end_at.is_not(None), table.auth_end_at <= now
+        active = table.state == AuthorizationState.active.value
+        revoked = and_(active, table.revoked_at.is_not(None))
+        ended = and_(active, table.auth_end_at.is_not(None), table.auth_end_at <= now)
+        return case(
+            (revoked, AuthorizationStatus.revoked.value), (ended, AuthorizationStatus.expired.value), else_=table.state
         )
-        return case((ended, AuthorizationStatus.expired.value), else_=table.state)
 
     # D3: an active authorization is expired as soon as its window's end has passed, whether or not any job has
     # run; every other state reads as itself. One rule, read in Python on a row and as SQL in a filter:

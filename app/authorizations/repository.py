@@ -13,7 +13,7 @@ from app.kit.pagination import Cursor
 
 # What every read needs: the ad account, and for a Duet/Stitch its original post's authorization (its creator and
 # window are part of the pair's read).
-_LOADED = (
+LOADED = (
     joinedload(Authorization.advertiser, innerjoin=True),
     selectinload(Authorization.original_authorization).joinedload(Authorization.advertiser, innerjoin=True),
 )
@@ -22,7 +22,7 @@ _UNSETTLED_STATES = (AuthorizationState.pending.value, AuthorizationState.unauth
 
 
 async def get(session: AsyncSession, authorization_id: uuid.UUID) -> Authorization | None:
-    statement = select(Authorization).options(*_LOADED).where(Authorization.id == authorization_id)
+    statement = select(Authorization).options(*LOADED).where(Authorization.id == authorization_id)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
@@ -31,7 +31,7 @@ async def get_for_update(session: AsyncSession, authorization_id: uuid.UUID) -> 
     decide under, so that each decision is still true at commit."""
     statement = (
         select(Authorization)
-        .options(*_LOADED)
+        .options(*LOADED)
         .where(Authorization.id == authorization_id)
         .with_for_update(of=Authorization)
         # What was read before the lock is stale: the row as it is once locked is what decisions are made on.
@@ -44,7 +44,7 @@ async def lock_all(session: AsyncSession, ids: Iterable[uuid.UUID]) -> list[Auth
     """Lock these authorizations' rows, in a fixed order (no two transactions can deadlock over them)."""
     statement = (
         select(Authorization)
-        .options(*_LOADED)
+        .options(*LOADED)
         .where(Authorization.id.in_(list(ids)))
         .order_by(Authorization.id)
         .with_for_update(of=Authorization)
@@ -69,7 +69,7 @@ async def find_by_code(
     for a pair, its original."""
     statement = (
         select(Authorization)
-        .options(*_LOADED)
+        .options(*LOADED)
         .where(
             Authorization.advertiser_id == advertiser_id,
             Authorization.auth_code_fingerprint.in_(fingerprints),
@@ -98,7 +98,7 @@ async def get_for_posts(
     """The live (not un-authorized) authorization of each post, by post id."""
     statement = (
         select(Authorization)
-        .options(*_LOADED)
+        .options(*LOADED)
         .where(
             Authorization.advertiser_id == advertiser_id,
             Authorization.item_id.in_(set(item_ids)),
@@ -127,7 +127,7 @@ async def of_post(session: AsyncSession, item_id: str) -> list[Authorization]:
     """Every authorization, in every ad account, of this post or of a Duet/Stitch made from it; history too."""
     statement = (
         select(Authorization)
-        .options(*_LOADED)
+        .options(*LOADED)
         .where(or_(Authorization.item_id == item_id, Authorization.original_item_id == item_id))
         .order_by(Authorization.created_at, Authorization.id)
     )
@@ -147,7 +147,7 @@ async def list_unsettled(session: AsyncSession, *, now: datetime, limit: int) ->
     claimed by a request that did not finish (its claim has run out). Oldest first."""
     statement = (
         select(Authorization)
-        .options(*_LOADED)
+        .options(*LOADED)
         .where(
             or_(Authorization.state.in_(_UNSETTLED_STATES), Authorization.claimed_until.is_not(None)),
             or_(Authorization.claimed_until.is_(None), Authorization.claimed_until <= now),
@@ -170,7 +170,7 @@ async def list_page(
     """Newest first; one row more than `limit`, so the caller knows whether another page follows."""
     statement = (
         select(Authorization)
-        .options(*_LOADED)
+        .options(*LOADED)
         .where(Authorization.advertiser_id == advertiser_id)
         .order_by(Authorization.created_at.desc(), Authorization.id.desc())
         .limit(limit + 1)

@@ -133,6 +133,18 @@ class AuthorizationRead(BaseModel):
     code_hint: str | None = Field(description="The code's last characters, to recognise it; never the code.")
     active_ads: int = Field(description="Ads linked to this authorization and not removed (D6).")
     unauthorized_at: datetime | None = Field(description="When it was un-authorized (`tt_video/unbind`, D16).")
+    revoked_at: datetime | None = Field(
+        description="When this service found that TikTok no longer has the post authorized to the ad account (the "
+        "creator revoked the code): `status` is then `revoked`. Applying a new code revives it."
+    )
+    tiktok_caption: str | None = Field(
+        description="D4: the caption as TikTok shows it now, when it differs from `caption` (the caption as "
+        "authorized, which stays): an anomaly, recorded by reconciliation."
+    )
+    caption_changed_at: datetime | None = Field(description="When the caption change was first seen.")
+    tiktok_checked_at: datetime | None = Field(
+        description="When TikTok was last asked about this authorization (reconciliation, refresh)."
+    )
     warnings: list[AuthorizationWarning]
     created_by_api_key_id: uuid.UUID | None = Field(description="The API key that applied it (none: a command).")
     updated_by_api_key_id: uuid.UUID | None = Field(description="The API key that last changed it.")
@@ -151,7 +163,7 @@ class AuthorizationRead(BaseModel):
         original = None
         primary = None
         if authorization.origin_kind and authorization.original_item_id:
-            # Loaded with every read (repository._LOADED): the original post's own authorization.
+            # Loaded with every read (repository.LOADED): the original post's own authorization.
             original_row = authorization.original_authorization if authorization.original_authorization_id else None
             original = OriginalPost(
                 kind=OriginKind(authorization.origin_kind),
@@ -189,6 +201,10 @@ class AuthorizationRead(BaseModel):
             code_hint=authorization.auth_code_hint,
             active_ads=authorization.active_ads,
             unauthorized_at=authorization.unauthorized_at,
+            revoked_at=authorization.revoked_at,
+            tiktok_caption=authorization.tiktok_caption,
+            caption_changed_at=authorization.caption_changed_at,
+            tiktok_checked_at=authorization.tiktok_checked_at,
             warnings=[AuthorizationWarning(reason=WarningReason(r), detail=d) for r, d in authorization.warnings()]
             + (
                 [

@@ -26,11 +26,14 @@ from app.authorizations.errors import (
     AuthorizationInProgress,
     PairStillBound,
 )
+from app.authorizations.events import authorizations_changed
 from app.authorizations.intake import NOTHING_APPLIED, Policy, as_problem
 from app.authorizations.models import Authorization, AuthorizationState, IdentityType
 from app.authorizations.service import visible
+from app.events.models import EventType
 from app.kit import clock
 from app.kit.crypto import SecretBox
+from app.posts.events import record_if_deletion_became_safe
 from app.tiktok.client import TikTokClient
 from app.tiktok.errors import TikTokError, TikTokRequestRejected
 
@@ -141,15 +144,23 @@ async def _unbind(
 async def _record(sessions: Sessions, outcomes: dict[uuid.UUID, TikTokError | None]) -> None:
     """Unbound: un-authorized. TikTok did nothing: active again. Unknown (a timeout...): left `unauthorizing`,
     unclaimed, for the next attempt or `settle` to settle by reading TikTok."""
+    now = clock.utcnow()
     async with sessions.begin() as session:
+        unbound = []
         for row in await repository.lock_all(session, outcomes):
             error = outcomes[row.id]
             row.claimed_until = None
             if error is None:
                 row.state = AuthorizationState.unauthorized.value
-                row.unauthorized_at = clock.utcnow()
+                row.unauthorized_at = now
+                unbound.append(row)
             elif isinstance(error, NOTHING_APPLIED):
                 row.state = AuthorizationState.active.value
+        await session.flush()
+        await authorizations_changed(session, EventType.authorization_unauthorized, unbound, now=now)
+        await record_if_deletion_became_safe(
+            session, [item for row in unbound for item in (row.item_id, row.original_item_id) if item], now=now
+        )
     log.info(
         "authorization.unauthorize.recorded",
         unbound=[str(i) for i, error in outcomes.items() if error is None],

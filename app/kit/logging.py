@@ -63,6 +63,10 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     # httpx logs every request URL at INFO, and TikTok's GET URLs carry the creator's code in the query string.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # procrastinate logs every job's start and end at INFO: three lines every 5 seconds for the webhook dispatcher
+    # alone. Its warnings and errors (a job that failed, a stalled worker) still come through; the jobs log what
+    # they did themselves (authorizations.swept, reconcile.*, webhook.*).
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

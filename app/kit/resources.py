@@ -3,10 +3,13 @@ in one place: the database engine and sessions, the secrets, and the TikTok clie
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import certifi
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -19,6 +22,12 @@ from app.tiktok.client import TikTokClient
 USER_AGENT = "spark-authorizations/1.0"
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for the process's clients: building one reads the CA bundle, which costs tens of ms."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 @dataclass(frozen=True, slots=True)
 class Resources:
     settings: Settings
@@ -26,13 +35,19 @@ class Resources:
     sessionmaker: async_sessionmaker[AsyncSession]
     secret_box: SecretBox
     tiktok: TikTokClient
+    # For webhook deliveries: its own client, so receivers never share connections or limits with TikTok.
+    webhook_http: httpx.AsyncClient
 
 
 @asynccontextmanager
 async def open_resources(
-    settings: Settings, *, tiktok_transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    *,
+    tiktok_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[Resources]:
-    """`tiktok_transport` replaces the network under the TikTok client (tests use the sandbox in-process)."""
+    """`tiktok_transport` replaces the network under the TikTok client (tests use the sandbox in-process);
+    `webhook_transport` the one under webhook deliveries."""
     engine = create_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
@@ -40,8 +55,16 @@ async def open_resources(
     )
     http = httpx.AsyncClient(
         transport=tiktok_transport,
+        verify=_tls(),
         timeout=settings.tiktok_request_timeout_seconds,
         headers={"User-Agent": USER_AGENT},
+    )
+    webhook_http = httpx.AsyncClient(
+        transport=webhook_transport,
+        verify=_tls(),
+        timeout=settings.webhook_timeout_seconds,
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,  # a receiver answers where it was subscribed, or the delivery failed
     )
     sessionmaker = create_sessionmaker(engine)
     try:
@@ -58,7 +81,9 @@ async def open_resources(
                 max_attempts=settings.tiktok_max_attempts,
                 budget=PostgresCallBudget(sessionmaker, qps=settings.tiktok_qps),
             ),
+            webhook_http=webhook_http,
         )
     finally:
+        await webhook_http.aclose()
         await http.aclose()
         await engine.dispose()

@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     # The largest request body the API reads (413 `request_too_large` beyond it). A batch of 20 codes is a few KiB.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
+    # The worker (app/worker): inside the API process unless turned off (then run `python -m app.worker`).
+    worker_in_process: bool = True
+    worker_concurrency: int = Field(default=4, ge=1, le=100)
+    # When to emit authorization.expiring before a window ends: comma-separated durations (s, m, h, d).
+    expiry_reminder_leads: Annotated[list[int], NoDecode] = Field(default=[7 * 86400, 3 * 86400, 86400])
+    # Each ad account is reconciled with TikTok once per period, the ad accounts spread over it.
+    reconcile_period_seconds: int = Field(default=3600, ge=60)
+    # One webhook delivery's whole request, connection included.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
     database_pool_size: int = Field(default=10, ge=1)
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
@@ -100,6 +110,20 @@ class Settings(BaseSettings):
             if len(raw) != 32:
                 raise ValueError(f"key {position} must decode to 32 bytes, not {len(raw)}")
         return keys
+
+    @field_validator("expiry_reminder_leads", mode="before")
+    @classmethod
+    def _parse_leads(cls, value: object) -> object:
+        if isinstance(value, str):
+            return sorted({_duration_seconds(part.strip()) for part in value.split(",") if part.strip()}, reverse=True)
+        return value
+
+    @field_validator("expiry_reminder_leads")
+    @classmethod
+    def _positive_leads(cls, leads: list[int]) -> list[int]:
+        if any(lead <= 0 for lead in leads):
+            raise ValueError("every lead time must be positive")
+        return sorted(set(leads), reverse=True)
 
     @field_validator("database_url")
     @classmethod
@@ -135,6 +159,21 @@ class Settings(BaseSettings):
             if len(set(raw)) < 8:
                 raise ValueError("ENCRYPTION_KEYS holds a key that is not random")
         return self
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration_seconds(text: str) -> int:
+    """`7d`, `12h`, `30m`, `45s`, or a bare number of seconds."""
+    if text[-1:] in _UNITS:
+        number, unit = text[:-1], _UNITS[text[-1]]
+    else:
+        number, unit = text, 1
+    try:
+        return int(float(number) * unit)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration such as 7d, 12h, 30m or 45s") from None
 
 
 @lru_cache

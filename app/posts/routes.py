@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from app.ads.schemas import AdRead
 from app.api_keys.dependencies import CurrentCaller
 from app.authorizations.models import Authorization
 from app.authorizations.schemas import AuthorizationRead
+from app.kit.contract import CALLS_TIKTOK
 from app.kit.db import Sessions
+from app.kit.deps import Secrets, TikTok
 from app.kit.errors import problem_responses
 from app.posts import service
 from app.posts.schemas import AuthorizationWithAds, DeletionSafety, PostRead
@@ -23,13 +25,33 @@ ItemIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,32}$", description="The TikT
     operation_id="getDeletionSafety",
     summary="May the creator delete this post?",
     responses=problem_responses(),
+    openapi_extra={CALLS_TIKTOK: True},  # with `confirm`; TikTok's failures make the answer unconfirmed, not a problem
 )
-async def get_deletion_safety(item_id: ItemIdPath, sessions: Sessions, caller: CurrentCaller) -> DeletionSafety:
+async def get_deletion_safety(
+    item_id: ItemIdPath,
+    sessions: Sessions,
+    caller: CurrentCaller,
+    tiktok: TikTok,
+    box: Secrets,
+    confirm: Annotated[
+        bool,
+        Query(
+            description="Read the ads of every ad account concerned from TikTok before answering, so that ads made "
+            "or deleted in Ads Manager since the last reconciliation count. If TikTok cannot be reached for one, "
+            "the answer is not `safe` (`confirmed: false`)."
+        ),
+    ] = False,
+) -> DeletionSafety:
     """D7: `safe` only when, in every ad account the service knows, no active ad uses the post and no authorization
     still binds it, nor a Duet/Stitch made from it. Otherwise every blocker, with the action that clears it. A post
     the service has never seen is safe with `known: false`. Every ad account counts; the blockers are named only in
-    the ad accounts this API key may see, and the others counted (`other_ad_accounts`)."""
-    return service.deletion_safety(await service.view(sessions, item_id=item_id), caller)
+    the ad accounts this API key may see, and the others counted (`other_ad_accounts`). `ad_accounts` says when
+    each visible ad account's ads were last read from TikTok; `?confirm=true` reads them now."""
+    post = await service.view(sessions, item_id=item_id)
+    if not confirm:
+        return service.deletion_safety(post, caller)
+    unconfirmed = await service.confirm_ads(sessions, tiktok, box, service.ad_accounts_concerned(post))
+    return service.deletion_safety(await service.view(sessions, item_id=item_id), caller, unconfirmed=unconfirmed)
 
 
 @router.get(

@@ -41,6 +41,18 @@ class Blocker(BaseModel):
     ad_id: str | None = Field(description="For an ad: TikTok's ad id.")
 
 
+class AdAccountCheck(BaseModel):
+    advertiser_id: str = Field(description="TikTok's advertiser (ad account) id.")
+    ads_reconciled_at: datetime | None = Field(
+        description="When this ad account's ads were last read from TikTok (`ad/get`): ads made or deleted in Ads "
+        "Manager since then are not known yet. Null: never."
+    )
+    confirmed: bool | None = Field(
+        description="With `?confirm=true`: whether its ads were read from TikTok just now (false: TikTok could not "
+        "be reached, so ads made outside the service may be missed). Null when not asked."
+    )
+
+
 class DeletionSafety(BaseModel):
     item_id: str
     known: bool = Field(
@@ -62,6 +74,22 @@ class DeletionSafety(BaseModel):
     )
     checked_at: datetime = Field(
         description="The moment the answer describes: one consistent view of every ad account."
+    )
+    ad_accounts: list[AdAccountCheck] = Field(
+        default_factory=list,
+        description="The ad accounts this API key may see where the post (or a Duet/Stitch of it) is still bound, "
+        "each with when its ads were last read from TikTok.",
+    )
+    confirmed: bool | None = Field(
+        default=None,
+        description="With `?confirm=true`: true when the ads of every ad account concerned (hidden ones too) were "
+        "read from TikTok before answering; false when TikTok could not be reached for one or more, and then `safe` "
+        "is false whatever else is found. Null when confirmation was not asked for.",
+    )
+    unconfirmed_ad_accounts: int = Field(
+        default=0,
+        description="How many ad accounts concerned (hidden ones included) could not be confirmed with TikTok; "
+        "the visible ones are named in `ad_accounts` with `confirmed: false`.",
     )
 
 

@@ -7,11 +7,12 @@ while an ad or an authorization that blocks it was committed before the answer's
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ads import repository as ads_repository
@@ -20,7 +21,13 @@ from app.api_keys.access import Caller
 from app.authorizations import repository as authorizations_repository
 from app.authorizations.models import Authorization, AuthorizationState, AuthorizationStatus
 from app.kit import clock
-from app.posts.schemas import Action, Blocker, BlockerKind, DeletionSafety, Relation
+from app.kit.crypto import SecretBox
+from app.posts.schemas import Action, AdAccountCheck, Blocker, BlockerKind, DeletionSafety, Relation
+from app.reconcile import service as reconcile
+from app.tiktok.client import TikTokClient
+from app.tiktok.errors import TikTokError
+
+log = structlog.get_logger(__name__)
 
 _UNKNOWN_OUTCOME = frozenset({AuthorizationStatus.pending, AuthorizationStatus.unauthorizing})
 
@@ -63,6 +70,27 @@ async def view(sessions: async_sessionmaker[AsyncSession], *, item_id: str) -> P
     )
 
 
+async def confirm_ads(
+    sessions: async_sessionmaker[AsyncSession],
+    tiktok: TikTokClient,
+    box: SecretBox,
+    advertiser_ids: Iterable[uuid.UUID],
+) -> set[uuid.UUID]:
+    """Read the ads of these ad accounts from TikTok now (reconciliation's `reconcile_ads`: ads made outside the
+    service are linked, ads deleted there removed); the ad accounts TikTok could not be asked about. Each call takes
+    its turns from the shared rate budget, so a budget that runs out is a failure like TikTok's."""
+    failed: set[uuid.UUID] = set()
+    for advertiser_id in advertiser_ids:
+        try:
+            await reconcile.reconcile_ads(sessions, tiktok, box, advertiser_id, clock.utcnow())
+        except TikTokError as error:
+            log.warning(
+                "posts.deletion_safety.unconfirmed", advertiser_id=str(advertiser_id), error=type(error).__name__
+            )
+            failed.add(advertiser_id)
+    return failed
+
+
 def visible_to(post: PostView, caller: Caller) -> PostView:
     """The post as this key may see it: only the ad accounts it may touch."""
     return PostView(
@@ -74,17 +102,38 @@ def visible_to(post: PostView, caller: Caller) -> PostView:
     )
 
 
-def deletion_safety(post: PostView, caller: Caller) -> DeletionSafety:
+def ad_accounts_concerned(post: PostView) -> list[uuid.UUID]:
+    """The ad accounts (internal ids) where the post, or a Duet/Stitch made from it, is still bound: hidden ones
+    too. Their ads are what a confirmed verdict reads from TikTok."""
+    return sorted(
+        {row.advertiser_id for row in post.authorizations + post.pairs if row.state != AuthorizationState.unauthorized}
+    )
+
+
+def deletion_safety(
+    post: PostView, caller: Caller, *, unconfirmed: Collection[uuid.UUID] | None = None
+) -> DeletionSafety:
     """D7: safe only when no ad uses the post and no authorization binds it, or a Duet/Stitch made from it, in
-    any ad account. The blockers are named in the ad accounts the key may see; the others are counted."""
+    any ad account. The blockers are named in the ad accounts the key may see; the others are counted.
+
+    `unconfirmed`: None when the ads were not confirmed with TikTok; else the ad accounts (internal ids) whose ads
+    TikTok could not be asked about. Any one of them makes the answer not safe: an ad made outside the service
+    there may be missed."""
     blockers: list[Blocker] = []
     hidden: set[str] = set()
+    seen: dict[uuid.UUID, AdAccountCheck] = {}
     for row in post.authorizations + post.pairs:
         if row.state == AuthorizationState.unauthorized:
             continue
         if not caller.may_touch(row.advertiser.tiktok_advertiser_id):
             hidden.add(row.advertiser.tiktok_advertiser_id)
             continue
+        if row.advertiser_id not in seen:
+            seen[row.advertiser_id] = AdAccountCheck(
+                advertiser_id=row.advertiser.tiktok_advertiser_id,
+                ads_reconciled_at=row.advertiser.ads_reconciled_at,
+                confirmed=None if unconfirmed is None else row.advertiser_id not in unconfirmed,
+            )
         status = row.status_at(post.now)
         # A row of another post is here because it is a Duet/Stitch made from this one: it has an origin kind.
         relation = Relation.post if row.item_id == post.item_id else Relation(str(row.origin_kind))
@@ -100,11 +149,15 @@ def deletion_safety(post: PostView, caller: Caller) -> DeletionSafety:
                 blockers.append(Blocker(kind=BlockerKind.ad, action=Action.remove_ad, ad_id=ad.ad_id, **common))
         action = Action.settle if status in _UNKNOWN_OUTCOME else Action.unauthorize
         blockers.append(Blocker(kind=BlockerKind.authorization, action=action, ad_id=None, **common))
+    failed = len(unconfirmed) if unconfirmed is not None else 0
     return DeletionSafety(
         item_id=post.item_id,
         known=post.known,
-        safe=not blockers and not hidden,
+        safe=not blockers and not hidden and not failed,
         blockers=blockers,
         other_ad_accounts=len(hidden),
         checked_at=post.now,
+        ad_accounts=sorted(seen.values(), key=lambda check: check.advertiser_id),
+        confirmed=None if unconfirmed is None else not failed,
+        unconfirmed_ad_accounts=failed,
     )

@@ -136,7 +136,9 @@ AD_DEFAULT_PAGE_SIZE = 10
 AD_MAX_PAGE_SIZE = 1000
 AD_MAX_FILTER_IDS = 100
 # Ids the sandbox makes up: 19 digits like TikTok's, in ranges of their own.
-_FIRST_AD_ID = 1_800_000_000_000_000_000
+# Ads made "in Ads Manager" get ids from here on: apart from the ids the README and tests make up for ads they
+# link themselves (1800...), as TikTok never gives two ads one id.
+_FIRST_AD_ID = 1_850_000_000_000_000_000
 _FIRST_CAMPAIGN_ID = 1_810_000_000_000_000_000
 _FIRST_ADGROUP_ID = 1_820_000_000_000_000_000
 

@@ -56,6 +56,7 @@ AD_FIELDS = {
     "ends_at",
     "state",
     "removed_at",
+    "source",
     "warnings",
     "created_by_api_key_id",
     "updated_by_api_key_id",

@@ -24,6 +24,7 @@ def _v1_operations() -> list[tuple[str, str]]:
             concrete = path.replace("{tiktok_advertiser_id}", "7000000000000000001")
             concrete = concrete.replace("{authorization_id}", str(uuid.uuid4()))
             concrete = concrete.replace("{api_key_id}", str(uuid.uuid4()))
+            concrete = concrete.replace("{webhook_id}", str(uuid.uuid4()))
             concrete = concrete.replace("{ad_id}", "1800000000000000001").replace("{item_id}", "7380112233445566002")
             assert "{" not in concrete, f"fill in the parameters of {path}"
             operations.extend((method.upper(), concrete) for method in methods)

@@ -156,6 +156,7 @@ _VALID: dict[str, dict[str, Any]] = {
         "identity_authorized_bc_id": "1",
     },
     "AdCreate": AD,
+    "WebhookCreate": {"url": "https://receiver.example.internal/hooks", "event_types": []},
 }
 
 
@@ -186,6 +187,7 @@ class TestStrictBodies:
             "TtUserPostCreate": ("POST", f"/v1/advertisers/{ADVERTISER_ID}/own-posts"),
             "BcAuthTtPostCreate": ("POST", f"/v1/advertisers/{ADVERTISER_ID}/own-posts"),
             "AdCreate": ("POST", f"/v1/authorizations/{authorization_id}/ads"),
+            "WebhookCreate": ("POST", "/v1/webhooks"),
         }[schema]
         response = await client.request(method, path, json={**_VALID[schema], field: value})
         problem = assert_problem(response, 422, "request_invalid")
@@ -218,7 +220,7 @@ class TestQueryStrings:
         self, client: httpx.AsyncClient, anonymous: httpx.AsyncClient
     ) -> None:
         assert (await anonymous.get("/healthz", params={"probe": "1"})).status_code == 200
-        assert (await client.get("/v1/posts/1/deletion-safety", params={"x": "1"})).status_code == 200
+        assert (await client.get("/v1/posts/1", params={"x": "1"})).status_code == 200
 
 
 class TestPathsAndMethods:

@@ -70,6 +70,7 @@ def live_server(database_url: str) -> Iterator[str]:
         tiktok_max_attempts=1,
         tiktok_qps=1000,
         log_level="WARNING",
+        worker_in_process=False,  # no background jobs racing the fuzzer's requests
     )
     app = create_app(config, tiktok_transport=httpx.ASGITransport(app=create_sandbox_app(slow_seconds=5.0)))
     try:

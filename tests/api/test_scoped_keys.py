@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.kit.crypto import KeyHasher, hash_api_key
 from tests.api.helpers import apply, assert_problem
-from tests.conftest import ADVERTISER_ID, ADVERTISER_TOKEN, API_KEY_SECRET
+from tests.conftest import ADVERTISER_ID, ADVERTISER_TOKEN, API_KEY_SECRET, MakeKey
 
 OTHER_ADVERTISER_ID = "7000000000000000002"
 THIRD_ADVERTISER_ID = "7000000000000000003"
@@ -27,37 +24,6 @@ BRUNO_30D = "#SBX+video/30d-b="
 AD = {"campaign_type": "STANDARD", "only_show_as_ad": True}
 # The brand's own public video (D1): no code needed.
 OWN_POST = {"item_id": "7380112233445567001", "identity_type": "TT_USER", "identity_id": "7302000000000000001"}
-
-
-@dataclass
-class Key:
-    id: str
-    value: str
-    client: httpx.AsyncClient
-
-
-MakeKey = Callable[..., Awaitable[Key]]
-
-
-@pytest.fixture
-async def make_key(client: httpx.AsyncClient, app: FastAPI) -> Any:
-    """`await make_key(name, advertiser_ids=[...], scopes=[...])`: a key made by the admin, with a client holding it."""
-    clients: list[httpx.AsyncClient] = []
-
-    async def make(name: str, **body: Any) -> Key:
-        created = await client.post("/v1/api-keys", json={"name": name, **body})
-        assert created.status_code == 201, created.text
-        holder = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://service.test",
-            headers={"Authorization": f"Bearer {created.json()['key']}"},
-        )
-        clients.append(holder)
-        return Key(id=created.json()["id"], value=created.json()["key"], client=holder)
-
-    yield make
-    for holder in clients:
-        await holder.aclose()
 
 
 async def _register(client: httpx.AsyncClient, advertiser_id: str) -> httpx.Response:
