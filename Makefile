@@ -32,7 +32,7 @@ help:
 	@echo "make test     run the whole test suite (ARGS=\"...\" is passed to pytest)"
 	@echo "make node-tools"
 	@echo "              install the Node tooling of tests/contract into clients/node_modules (make test does it)"
-	@echo "make bench    intake, ads and batch benchmarks: ratios to baselines measured in the same run"
+	@echo "make bench    intake, ads, batch and sweep benchmarks: ratios to baselines measured in the same run"
 	@echo "make lint     ruff, ruff format --check, mypy, lint-imports, hadolint"
 	@echo "make format   apply ruff's fixes and formatting"
 	@echo "make lock     recompile requirements/*.txt from requirements/*.in (LOCK_ARGS=--upgrade to upgrade)"
@@ -69,6 +69,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.intake $(ARGS)
 	$(PY) -m benchmarks.ads $(ARGS)
 	$(PY) -m benchmarks.batch $(ARGS)
+	$(PY) -m benchmarks.sweep $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

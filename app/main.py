@@ -34,6 +34,7 @@ from app.kit.resources import open_resources
 from app.kit.settings import LogFormat, Settings, get_settings
 from app.posts.routes import router as posts_router
 from app.reconcile.routes import router as reconcile_router
+from app.webhooks.routes import payloads as webhook_payloads
 from app.webhooks.routes import router as webhooks_router
 from app.worker.queue import running_worker
 
@@ -138,6 +139,7 @@ def create_app(
     v1.include_router(events_router)
     v1.include_router(webhooks_router)
     app.include_router(v1)
+    app.webhooks.include_router(webhook_payloads)  # documented under `webhooks`, never served
     return app
 
 

@@ -62,6 +62,7 @@ def install_contract(app: FastAPI, *, kind_level: Callable[[str], list[type[Prob
                 version=app.version,
                 description=app.description,
                 routes=app.routes,
+                webhooks=app.webhooks.routes,
                 servers=app.servers,
                 tags=app.openapi_tags,
             )
@@ -84,6 +85,10 @@ def finish(schema: dict[str, Any], *, kind_level: Callable[[str], list[type[Prob
         for method, operation in operations.items():
             extra = list(kind_level(path))
             _document_operation(operation, method=method, extra=extra, problems=problems)
+    # What the service sends to receivers: a receiver answers 2xx or not, never one of the service's problems.
+    for operations in schema.get("webhooks", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
     # FastAPI's own validation error schemas, unused: every 422 here is a Problem.
     for unused in ("HTTPValidationError", "ValidationError"):
         if f'"#/components/schemas/{unused}"' not in json.dumps(schema):

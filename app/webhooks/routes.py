@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic.json_schema import SkipJsonSchema
 
 from app.api_keys import service as api_keys
@@ -21,6 +21,7 @@ from app.webhooks.schemas import (
     WebhookCreated,
     WebhookDeliveryPage,
     WebhookDeliveryRead,
+    WebhookMessage,
     WebhookPage,
     WebhookRead,
 )
@@ -111,3 +112,36 @@ async def list_webhook_deliveries(
     return WebhookDeliveryPage(
         items=[WebhookDeliveryRead.from_model(row.delivery, row.event_type) for row in rows], next_cursor=next_cursor
     )
+
+
+# What a receiver is sent: documented under the OpenAPI document's `webhooks`, so that generated clients have the
+# message's type. Never served: the service sends these, it does not receive them.
+payloads = APIRouter(tags=["webhooks"])
+
+
+@payloads.post(
+    "event",
+    operation_id="receiveEvent",
+    summary="An event, as a webhook receiver is sent it",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={204: {"description": "Any 2xx answer marks the delivery delivered; anything else is retried."}},
+)
+def receive_event(
+    body: WebhookMessage,
+    webhook_id: Annotated[
+        str, Header(alias="webhook-id", description="The event's id: the same on every retry; de-duplicate on it.")
+    ],
+    webhook_timestamp: Annotated[
+        str, Header(alias="webhook-timestamp", description="When this attempt was signed, in Unix seconds.")
+    ],
+    webhook_signature: Annotated[
+        str,
+        Header(
+            alias="webhook-signature",
+            description="`v1,<base64 HMAC-SHA256>` of `{webhook-id}.{webhook-timestamp}.{body}` under the "
+            "subscription's secret (Standard Webhooks; verify with its library).",
+        ),
+    ],
+) -> None:
+    """Sent to each subscription's URL with `Content-Type: application/json`, in the events' order per
+    subscription, at least once; retried with backoff (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) until a 2xx."""

@@ -28,6 +28,7 @@ from app.events.models import EventType
 from app.kit import clock
 from app.webhooks import delivery
 from app.webhooks.delivery import MAX_ATTEMPTS, RETRY_WAITS
+from app.webhooks.schemas import WebhookMessage
 from app.webhooks.service import new_secret
 from tests.conftest import ADVERTISER_ID, Key
 from tests.webhooks.conftest import (
@@ -52,8 +53,10 @@ def _parse(value: str) -> datetime:
 
 
 def _verified(secret: str, received: Received) -> dict[str, Any]:
-    """The body, once its signature is verified as a receiver verifies it."""
+    """The body, once its signature is verified as a receiver verifies it, and read as the document's `webhooks`
+    section describes it (what a client generated from openapi.yaml reads it as)."""
     body: dict[str, Any] = Webhook(secret).verify(received.body, received.headers)
+    WebhookMessage.model_validate(body)
     return body
 
 
