@@ -13,15 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
 import structlog
-from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.authorizations import repository
 from app.authorizations.events import authorization_event, authorizations_changed
 from app.authorizations.models import Authorization, AuthorizationState
-from app.authorizations.repository import LOADED
 from app.events import service as events
 from app.events.models import EventType
 from app.kit import clock
@@ -66,28 +64,8 @@ async def sweep(
 
 async def _expire_batch(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime, batch: int) -> int:
     async with sessionmaker.begin() as session:
-        statement = (
-            select(Authorization)
-            .options(*LOADED)
-            # The predicate of ix_authorizations_expiry, then its range: an index scan of what has ended.
-            .where(
-                Authorization.state == AuthorizationState.active.value,
-                Authorization.expired_at.is_(None),
-                Authorization.auth_end_at <= now,
-            )
-            .order_by(Authorization.auth_end_at)
-            .limit(batch)
-            .with_for_update(of=Authorization, skip_locked=True)
-        )
-        rows = list((await session.execute(statement)).unique().scalars().all())
-        if rows:
-            # One statement for the batch (the ORM would send one UPDATE per row to read back `updated_at`).
-            await session.execute(
-                update(Authorization)
-                .where(Authorization.id.in_([row.id for row in rows]))
-                .values(expired_at=now, updated_at=func.now())
-                .execution_options(synchronize_session=False)
-            )
+        rows = await repository.lock_ended(session, now=now, limit=batch)
+        await repository.record_expired(session, [row.id for row in rows], now=now)
         await authorizations_changed(session, EventType.authorization_expired, rows, now=now)
     return len(rows)
 
@@ -97,31 +75,15 @@ async def _remind_batch(
 ) -> tuple[int, int]:
     """One batch of rows whose reminders are due to be looked at: (rows looked at, reminders written)."""
     async with sessionmaker.begin() as session:
-        statement = (
-            select(Authorization)
-            .options(*LOADED)
-            .where(Authorization.next_reminder_at <= now)
-            .order_by(Authorization.next_reminder_at)
-            .limit(batch)
-            .with_for_update(of=Authorization, skip_locked=True)
-        )
-        rows = list((await session.execute(statement)).unique().scalars().all())
+        rows = await repository.lock_reminders_due(session, now=now, limit=batch)
         due: list[tuple[Authorization, int]] = []
-        plans = []
+        schedules = []
         for row in rows:
             plan = _plan_reminder(row, now=now, leads=leads)
-            plans.append({"row_id": row.id, "next_at": plan.next_at, "reminded": plan.reminded_lead_seconds})
+            schedules.append(repository.ReminderSchedule(row.id, plan.next_at, plan.reminded_lead_seconds))
             if plan.sent is not None:
                 due.append((row, plan.sent))
-        if plans:
-            # Bookkeeping, not a change a caller sees: `updated_at` stays. One executemany for the batch.
-            table = cast(Table, Authorization.__table__)
-            await session.execute(
-                update(table)
-                .where(table.c.id == bindparam("row_id"))
-                .values(next_reminder_at=bindparam("next_at"), reminded_lead_seconds=bindparam("reminded")),
-                plans,
-            )
+        await repository.set_reminder_schedules(session, schedules)
         await events.record_many(
             session,
             [

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import and_, delete, or_, select, text
+from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -205,3 +207,80 @@ async def refresh_pair_windows(session: AsyncSession, ids: Iterable[uuid.UUID]) 
         ),
         {"ids": list(ids)},
     )
+
+
+# -- the worker's sweep (authorizations/lifecycle.py)
+
+
+async def lock_ended(session: AsyncSession, *, now: datetime, limit: int) -> list[Authorization]:
+    """Active authorizations whose window has ended by `now` and is not recorded as ended yet, locked; rows
+    another sweep holds are skipped. The predicate of ix_authorizations_expiry, then its range: an index scan of
+    what has ended, whatever the size of the table."""
+    statement = (
+        select(Authorization)
+        .options(*LOADED)
+        .where(
+            Authorization.state == AuthorizationState.active.value,
+            Authorization.expired_at.is_(None),
+            Authorization.auth_end_at <= now,
+        )
+        .order_by(Authorization.auth_end_at)
+        .limit(limit)
+        .with_for_update(of=Authorization, skip_locked=True)
+    )
+    return list((await session.execute(statement)).unique().scalars().all())
+
+
+async def record_expired(session: AsyncSession, ids: Sequence[uuid.UUID], *, now: datetime) -> None:
+    """One statement for the batch (the ORM would send one UPDATE per row, to read back `updated_at`)."""
+    if not ids:
+        return
+    await session.execute(
+        update(Authorization)
+        .where(Authorization.id.in_(list(ids)))
+        .values(expired_at=now, updated_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def lock_reminders_due(session: AsyncSession, *, now: datetime, limit: int) -> list[Authorization]:
+    """Authorizations whose reminders are due to be looked at (ix_authorizations_reminders), locked; rows another
+    sweep holds are skipped."""
+    statement = (
+        select(Authorization)
+        .options(*LOADED)
+        .where(Authorization.next_reminder_at <= now)
+        .order_by(Authorization.next_reminder_at)
+        .limit(limit)
+        .with_for_update(of=Authorization, skip_locked=True)
+    )
+    return list((await session.execute(statement)).unique().scalars().all())
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderSchedule:
+    authorization_id: uuid.UUID
+    next_reminder_at: datetime | None
+    reminded_lead_seconds: int | None
+
+
+async def set_reminder_schedules(session: AsyncSession, schedules: Sequence[ReminderSchedule]) -> None:
+    """Bookkeeping, not a change a caller sees: `updated_at` stays. One executemany for the batch."""
+    if not schedules:
+        return
+    table = cast(Table, Authorization.__table__)
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values(next_reminder_at=bindparam("next_at"), reminded_lead_seconds=bindparam("reminded")),
+        [
+            {"row_id": s.authorization_id, "next_at": s.next_reminder_at, "reminded": s.reminded_lead_seconds}
+            for s in schedules
+        ],
+    )
+
+
+async def lock_post_everywhere(session: AsyncSession, item_id: str) -> None:
+    """A transaction lock on one post across every ad account: decisions about the post as a whole (whether
+    anything still binds it) are taken one at a time."""
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"post-deletion:{item_id}", 0))))

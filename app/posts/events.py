@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authorizations import repository as authorizations
@@ -24,7 +23,7 @@ async def record_if_deletion_became_safe(session: AsyncSession, item_ids: Iterab
     one of them writes the event.
     """
     for item_id in sorted(set(item_ids)):
-        await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"post-deletion:{item_id}", 0))))
+        await authorizations.lock_post_everywhere(session, item_id)
         rows = await authorizations.of_post(session, item_id)
         if any(row.state != AuthorizationState.unauthorized for row in rows):
             continue

@@ -19,18 +19,16 @@ an un-authorize, a link) is left for the next pass rather than judged on stale n
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ads import repository as ads_repository
 from app.ads import service as ads_service
-from app.ads.models import Ad, AdState
+from app.ads.models import AdState
 from app.advertisers.models import Advertiser
 from app.api_keys.access import Caller
 from app.authorizations import repository
@@ -40,6 +38,7 @@ from app.authorizations.service import visible
 from app.events.models import EventType
 from app.kit.crypto import SecretBox
 from app.kit.tiktok_problems import to_problem
+from app.reconcile import repository as reconcile_repository
 from app.tiktok.client import TikTokClient
 from app.tiktok.errors import TikTokError, TikTokRefusal, TikTokRequestRejected
 from app.tiktok.models import PostInfo, PostStatus
@@ -241,12 +240,6 @@ def _caption(row: Authorization, post: PostInfo, now: datetime, report: PostsRep
 # -- posts
 
 
-async def _db_clock(session: AsyncSession) -> datetime:
-    """The database's clock now: what `updated_at` and `created_at` are written with."""
-    moment: datetime = (await session.execute(select(func.clock_timestamp()))).scalar_one()
-    return moment
-
-
 async def read_all_posts(tiktok: TikTokClient, advertiser: Advertiser, token: str) -> dict[str, PostInfo]:
     """Every post `tt_video/list` shows authorized to the ad account, by post id."""
     posts: dict[str, PostInfo] = {}
@@ -273,22 +266,8 @@ async def reconcile_posts(
         advertiser = await session.get(Advertiser, advertiser_id)
         if advertiser is None:
             return report
-        ids = list(
-            (
-                await session.execute(
-                    select(Authorization.id)
-                    .where(
-                        Authorization.advertiser_id == advertiser_id,
-                        Authorization.state == AuthorizationState.active.value,
-                        Authorization.identity_type == IdentityType.auth_code.value,
-                    )
-                    .order_by(Authorization.id)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        read_from = await _db_clock(session)
+        ids = await reconcile_repository.live_creator_authorization_ids(session, advertiser_id)
+        read_from = await reconcile_repository.db_clock(session)
     token = box.decrypt(advertiser.access_token_encrypted)
     listed = await read_all_posts(tiktok, advertiser, token)
     for authorization_id in ids:
@@ -302,9 +281,7 @@ async def reconcile_posts(
                 continue
             await observe(session, row, listed.get(row.item_id), now=now, report=report)
     async with sessionmaker.begin() as session:
-        await session.execute(
-            text("UPDATE advertisers SET posts_reconciled_at = :now WHERE id = :id"), {"now": now, "id": advertiser_id}
-        )
+        await reconcile_repository.record_posts_read(session, advertiser_id, now=now)
     log.info("reconcile.posts", advertiser_id=str(advertiser_id), listed=len(listed), **_fields(report))
     return report
 
@@ -336,7 +313,7 @@ async def reconcile_ads(
         if advertiser is None:
             return report
         since = advertiser.ads_modified_after
-        if since is not None and await _tracks_new_posts(session, advertiser):
+        if since is not None and await reconcile_repository.tracks_new_posts(session, advertiser):
             # A post authorized since the last pass may have ads made before it (in Ads Manager, before its code
             # came here): those were modified before `since`, so only a full read finds them.
             since = None
@@ -356,8 +333,10 @@ async def reconcile_ads(
     live_ids = {ad.ad_id for ad in live}
     deleted_ids = {ad.ad_id for ad in deleted if ad.ad_id not in live_ids}
     async with sessionmaker() as session:
-        known = await _known_ads(session, [*live_ids, *deleted_ids])
-        authorizations = await _live_by_post(session, advertiser_id, {ad.tiktok_item_id for ad in live})
+        known = await reconcile_repository.known_ads(session, [*live_ids, *deleted_ids])
+        authorizations = await reconcile_repository.live_by_post(
+            session, advertiser_id, {ad.tiktok_item_id for ad in live}
+        )
 
     for ad in live:
         authorization_id = authorizations.get(ad.tiktok_item_id or "")
@@ -395,42 +374,6 @@ async def reconcile_ads(
     return report
 
 
-async def _tracks_new_posts(session: AsyncSession, advertiser: Advertiser) -> bool:
-    """Whether an authorization came to the ad account after its ads were last read."""
-    if advertiser.ads_reconciled_at is None:
-        return True
-    statement = select(
-        exists().where(
-            Authorization.advertiser_id == advertiser.id, Authorization.created_at > advertiser.ads_reconciled_at
-        )
-    )
-    return bool((await session.execute(statement)).scalar())
-
-
-async def _known_ads(session: AsyncSession, ad_ids: Iterable[str]) -> dict[str, Ad]:
-    """The links the service has of these ad ids, active or removed, in any ad account."""
-    ids = list(set(ad_ids))
-    if not ids:
-        return {}
-    rows = (await session.execute(select(Ad).where(Ad.ad_id.in_(ids)))).scalars().all()
-    return {row.ad_id: row for row in rows}
-
-
-async def _live_by_post(
-    session: AsyncSession, advertiser_id: uuid.UUID, item_ids: Iterable[str | None]
-) -> dict[str, uuid.UUID]:
-    """The active authorization of each of these posts in the ad account, by post id."""
-    ids = [item_id for item_id in set(item_ids) if item_id]
-    if not ids:
-        return {}
-    statement = select(Authorization.item_id, Authorization.id).where(
-        Authorization.advertiser_id == advertiser_id,
-        Authorization.item_id.in_(ids),
-        Authorization.state == AuthorizationState.active.value,
-    )
-    return {item_id: authorization_id for item_id, authorization_id in (await session.execute(statement)).all()}
-
-
 # -- an ad account, and which are due
 
 
@@ -455,9 +398,8 @@ async def reconcile_advertiser(
     except TikTokError as error:
         report.errors.append(describe_failure("ads", error))
     async with sessionmaker.begin() as session:
-        await session.execute(
-            text("UPDATE advertisers SET reconcile_error = :error, reconcile_due_at = :due WHERE id = :id"),
-            {"error": report.error, "due": now + timedelta(seconds=period_seconds), "id": advertiser_id},
+        await reconcile_repository.record_pass(
+            session, advertiser_id, error=report.error, due=now + timedelta(seconds=period_seconds)
         )
     if report.errors:
         log.warning("reconcile.failed", advertiser_id=str(advertiser_id), error=report.error)
@@ -470,24 +412,7 @@ async def pick_due(
     """The ad accounts due for reconciliation, oldest due first, at most `batch`; each is pushed `hold` later in
     the same statement (rows taken `FOR UPDATE SKIP LOCKED`), so two ticks at once never pick one twice."""
     async with sessionmaker.begin() as session:
-        rows = await session.execute(
-            text(
-                """
-                UPDATE advertisers SET reconcile_due_at = :hold_until
-                WHERE id IN (
-                    SELECT id FROM advertisers
-                    WHERE reconcile_due_at <= :now
-                    ORDER BY reconcile_due_at
-                    LIMIT :batch
-                    FOR UPDATE SKIP LOCKED
-                )
-                AND reconcile_due_at <= :now
-                RETURNING id
-                """
-            ),
-            {"now": now, "hold_until": now + hold, "batch": batch},
-        )
-        return [row[0] for row in rows.all()]
+        return await reconcile_repository.pick_due(session, now=now, hold_until=now + hold, limit=batch)
 
 
 # -- one authorization, now
@@ -510,7 +435,7 @@ async def refresh_authorization(
         if row.state != AuthorizationState.active.value:
             return row
         advertiser = row.advertiser
-        read_from = await _db_clock(session)
+        read_from = await reconcile_repository.db_clock(session)
     token = box.decrypt(advertiser.access_token_encrypted)
     try:
         post = await _read_one(tiktok, advertiser, token, row)
