@@ -20,6 +20,7 @@ from app.authorizations.routes import router as authorizations_router
 from app.diagnosis.routes import router as diagnosis_router
 from app.events.routes import router as events_router
 from app.health.routes import router as health_router
+from app.kit import metrics
 from app.kit.contract import install_contract
 from app.kit.crypto import KeyHasher
 from app.kit.docs import install_docs
@@ -100,6 +101,8 @@ def create_app(
                         session, app.state.key_hasher, key=config.bootstrap_api_key.get_secret_value()
                     )
             async with AsyncExitStack() as stack:
+                if config.metrics_enabled:
+                    await stack.enter_async_context(metrics.serving(config, resources.engine))
                 if config.worker_in_process:
                     await stack.enter_async_context(running_worker(resources, name="in-process"))
                 log.info("service.started", environment=config.environment.value, worker=config.worker_in_process)
@@ -127,6 +130,7 @@ def create_app(
     app.add_middleware(RequestLimitsMiddleware)
     app.add_middleware(AuthenticationMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(metrics.MetricsMiddleware)  # outermost: every answer is timed, refusals before routing too
     app.include_router(health_router)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(current_caller)])
     v1.include_router(api_keys_router)

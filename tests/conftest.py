@@ -196,6 +196,8 @@ def settings_for(database_url: str, **changes: Any) -> Settings:
         "log_format": "console",
         # Tests that want the worker start one (tests/worker): elsewhere background jobs would race the test.
         "worker_in_process": False,
+        # Likewise the metrics' refresh, which reads Postgres every 30 s (tests/kit/test_metrics.py turns it on).
+        "metrics_enabled": False,
     }
     return Settings(**(values | changes))
 

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from app.kit.errors import DatabaseUnavailable, problem_responses
+from app.kit.errors import DatabaseUnavailable, NotFound, problem_responses
+from app.kit.metrics import CONTENT_TYPE, render
 
 router = APIRouter(tags=["health"])
 
@@ -33,3 +34,13 @@ async def readyz(request: Request) -> Health:
     except Exception as exc:  # any failure to reach the database means "not ready", never a 500
         raise DatabaseUnavailable() from exc
     return Health(status="ok")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus' text format (app/kit/metrics.py), without an API key. Here unless METRICS_PORT serves it on a
+    port of its own, or METRICS_ENABLED=false turns it off."""
+    settings = request.app.state.settings
+    if not settings.metrics_enabled or settings.metrics_port is not None:
+        raise NotFound(f"{request.url.path} is not served here.")
+    return Response(render(), media_type=CONTENT_TYPE)

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.kit import metrics
 from app.kit.db import Base
 from app.tiktok.errors import TikTokBudgetExhausted
 
@@ -89,6 +90,14 @@ class PostgresCallBudget:
         self._name = name
 
     async def take_turn(self, *, max_wait_seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await self._take_turn(max_wait_seconds=max_wait_seconds)
+        finally:
+            metrics.observe_budget_wait(loop.time() - started)
+
+    async def _take_turn(self, *, max_wait_seconds: float) -> None:
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + max_wait_seconds
         while True:

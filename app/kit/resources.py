@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.kit.crypto import SecretBox
 from app.kit.db import create_engine, create_sessionmaker
+from app.kit.metrics import TikTokCallMetrics
 from app.kit.rate_budget import PostgresCallBudget
 from app.kit.settings import Settings
 from app.tiktok.client import TikTokClient
@@ -80,6 +81,7 @@ async def open_resources(
                 request_timeout_seconds=settings.tiktok_request_timeout_seconds,
                 max_attempts=settings.tiktok_max_attempts,
                 budget=PostgresCallBudget(sessionmaker, qps=settings.tiktok_qps),
+                observer=TikTokCallMetrics(),
             ),
             webhook_http=webhook_http,
         )

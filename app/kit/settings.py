@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     # One webhook delivery's whole request, connection included.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
+    # GET /metrics (Prometheus), without an API key: on the API's port, or on a port of its own, or not at all.
+    metrics_enabled: bool = True
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "0.0.0.0"  # noqa: S104 (the metrics port is meant to be scraped from outside the container)
+
     database_pool_size: int = Field(default=10, ge=1)
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"

@@ -35,7 +35,7 @@ from app.tiktok.errors import (
 from app.tiktok.models import AdPage, IdentityType, ItemType, PostInfo, PostPage, TikTokAd
 from app.tiktok.parse import JsonObject, parse_ad_page, parse_identity_post, parse_page, parse_post
 
-__all__ = ["CallBudget", "TikTokClient"]
+__all__ = ["CallBudget", "CallObserver", "TikTokClient"]
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +81,13 @@ class CallBudget(Protocol):
         """Return when this call may be sent; raise TikTokBudgetExhausted if no turn frees within the wait."""
 
 
+class CallObserver(Protocol):
+    """Told of every call once it ends: its path, `ok` or the error's class name, and how long it took (retries
+    and waits for a turn included). The service's metrics (app/kit/metrics.py) are one."""
+
+    def observe(self, *, endpoint: str, outcome: str, seconds: float) -> None: ...
+
+
 class TikTokClient:
     """TikTok's Spark Ads post endpoints, with retries, a deadline and typed errors.
 
@@ -99,8 +106,10 @@ class TikTokClient:
         wait_max_seconds: float = 5.0,
         wait_jitter_seconds: float = 0.5,
         budget: CallBudget | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
-        """`budget`: every attempt of every call waits for a turn from it first; None sends at once."""
+        """`budget`: every attempt of every call waits for a turn from it first; None sends at once. `observer`:
+        told of every call when it ends."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._http = http
@@ -113,6 +122,7 @@ class TikTokClient:
         self._wait_max_seconds = wait_max_seconds
         self._wait_jitter_seconds = wait_jitter_seconds
         self._budget = budget
+        self._observer = observer
 
     async def post_info(self, *, advertiser_id: str, access_token: str, auth_code: str) -> PostInfo:
         """The post a code authorizes, as TikTok describes it (`GET tt_video/info/`)."""
@@ -363,6 +373,41 @@ class TikTokClient:
         about: About,
         parse: Callable[[JsonObject], T],
         retry_on: tuple[type[TikTokError], ...] = (TikTokTransientError,),
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = "ok"
+        try:
+            return await self._call_within_deadline(
+                method,
+                path,
+                access_token=access_token,
+                params=params,
+                json_body=json_body,
+                secrets=secrets,
+                about=about,
+                parse=parse,
+                retry_on=retry_on,
+            )
+        except BaseException as error:
+            outcome = type(error).__name__
+            raise
+        finally:
+            if self._observer is not None:
+                self._observer.observe(endpoint=path, outcome=outcome, seconds=loop.time() - started)
+
+    async def _call_within_deadline(
+        self,
+        method: str,
+        path: str,
+        *,
+        access_token: str,
+        params: Mapping[str, str] | None,
+        json_body: JsonObject | None,
+        secrets: tuple[str, ...],
+        about: About,
+        parse: Callable[[JsonObject], T],
+        retry_on: tuple[type[TikTokError], ...],
     ) -> T:
         secrets = (*secrets, access_token)
         attempt_number = 0
