@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from app.tiktok.errors import TikTokBadResponse
 from app.tiktok.models import AdPage, ItemType, PostInfo, PostPage, PostStatus, TikTokAd
+
+T = TypeVar("T")
 
 __all__ = [
     "JsonObject",
@@ -180,24 +184,40 @@ def _int_field(value: object, default: int) -> int:
 
 def parse_page(data: JsonObject, *, page: int, page_size: int) -> PostPage:
     """One page of `tt_video/list`; `page` and `page_size` are what was asked, the fallback for page_info."""
+    posts, info = _paged(data, parse_post, page=page, page_size=page_size)
+    return PostPage(
+        posts=posts,
+        page=info.page,
+        page_size=info.page_size,
+        total_number=info.total_number,
+        total_page=info.total_page,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _PageInfo:
+    page: int
+    page_size: int
+    total_number: int
+    total_page: int
+
+
+def _paged(
+    data: JsonObject, parse_entry: Callable[[JsonObject], T], *, page: int, page_size: int
+) -> tuple[list[T], _PageInfo]:
+    """`data.list`, each entry parsed (an entry that is not an object is a bad response), and `data.page_info`.
+    page_info should always be there; if it is not, what was asked and what came back are the best guess."""
     entries = data.get("list")
     if entries is None:
         entries = []
     if not isinstance(entries, list):
         raise TikTokBadResponse("data.list is not a list")
-    posts = [parse_post(_object(entry)) for entry in entries]
+    items = [parse_entry(_object(entry)) for entry in entries]
     info = _object(data.get("page_info"))
-    # page_info should always be there; if it is not, what was asked and what came back are the best guess.
     size = _int_field(info.get("page_size"), page_size)
-    total_number = _int_field(info.get("total_number"), len(posts))
+    total_number = _int_field(info.get("total_number"), len(items))
     total_page = _int_field(info.get("total_page"), math.ceil(total_number / size) if size > 0 else 0)
-    return PostPage(
-        posts=posts,
-        page=_int_field(info.get("page"), page),
-        page_size=size,
-        total_number=total_number,
-        total_page=total_page,
-    )
+    return items, _PageInfo(_int_field(info.get("page"), page), size, total_number, total_page)
 
 
 def _id(value: object, field: str) -> str | None:
@@ -238,15 +258,5 @@ def parse_ad(data: JsonObject) -> TikTokAd:
 
 def parse_ad_page(data: JsonObject, *, page: int, page_size: int) -> AdPage:
     """One page of `ad/get`; `page` and `page_size` are what was asked, the fallback for page_info."""
-    entries = data.get("list")
-    if entries is None:
-        entries = []
-    if not isinstance(entries, list):
-        raise TikTokBadResponse("data.list is not a list")
-    # An entry that is not an object has no ad_id: a bad response, like a post without its item_id.
-    ads = [parse_ad(_object(entry)) for entry in entries]
-    info = _object(data.get("page_info"))
-    size = _int_field(info.get("page_size"), page_size)
-    total_number = _int_field(info.get("total_number"), len(ads))
-    total_page = _int_field(info.get("total_page"), math.ceil(total_number / size) if size > 0 else 0)
-    return AdPage(ads=ads, page=_int_field(info.get("page"), page), total_page=total_page, total_number=total_number)
+    ads, info = _paged(data, parse_ad, page=page, page_size=page_size)
+    return AdPage(ads=ads, page=info.page, total_page=info.total_page, total_number=info.total_number)
