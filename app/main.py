@@ -12,6 +12,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from app.ads.routes import router as ads_router
 from app.advertisers.routes import router as advertisers_router
 from app.api_keys import service as api_keys
+from app.api_keys.cache import KeyCache
+from app.api_keys.cache import attach as attach_key_cache
+from app.api_keys.cache import listening as key_cache_listening
 from app.api_keys.dependencies import current_caller
 from app.api_keys.errors import ScopeRequired
 from app.api_keys.middleware import AuthenticationMiddleware
@@ -89,6 +92,7 @@ def create_app(
             app.state.settings = config
             app.state.engine = resources.engine
             app.state.sessionmaker = resources.sessionmaker
+            app.state.read_sessionmaker = resources.read_sessionmaker
             app.state.secret_box = resources.secret_box
             app.state.tiktok = resources.tiktok
             app.state.resources = resources
@@ -100,7 +104,10 @@ def create_app(
                     await api_keys.ensure_bootstrap_key(
                         session, app.state.key_hasher, key=config.bootstrap_api_key.get_secret_value()
                     )
+            app.state.key_cache = KeyCache(config.api_key_cache_seconds)
+            attach_key_cache(resources.sessionmaker, app.state.key_cache)
             async with AsyncExitStack() as stack:
+                await stack.enter_async_context(key_cache_listening(app.state.key_cache, config.database_url))
                 if config.metrics_enabled:
                     await stack.enter_async_context(metrics.serving(config, resources.engine))
                 if config.worker_in_process:

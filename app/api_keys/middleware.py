@@ -36,13 +36,14 @@ class AuthenticationMiddleware:
         scheme, key = get_authorization_scheme_param(Headers(scope=scope).get("authorization"))
         state = scope["app"].state
         try:
-            # A session of its own, closed before the app runs: a route that then waits on TikTok holds no
-            # connection for having been authenticated. (A transaction: a key made before keys were keyed is
-            # re-hashed.)
-            async with state.sessionmaker.begin() as session:
-                caller = await service.authenticate(
-                    session, state.key_hasher, key=key if scheme.lower() == "bearer" else None
-                )
+            # From this process's cache (app/api_keys/cache.py), or read in a session of its own, closed before the
+            # app runs: a route that then waits on TikTok holds no connection for having been authenticated.
+            caller = await service.authenticate_cached(
+                state.read_sessionmaker,
+                state.key_hasher,
+                state.key_cache,
+                key=key if scheme.lower() == "bearer" else None,
+            )
             needed = KeyScope.read if method in _READS else KeyScope.write
             service.require_scope(caller, needed, doing=f"{method} {path}")
         except ProblemError as error:

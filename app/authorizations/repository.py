@@ -23,9 +23,12 @@ LOADED = (
 _UNSETTLED_STATES = (AuthorizationState.pending.value, AuthorizationState.unauthorizing.value)
 
 
+# Built once (reads of one authorization are the hot path): building a statement costs more than running it.
+_GET = select(Authorization).options(*LOADED).where(Authorization.id == bindparam("authorization_id"))
+
+
 async def get(session: AsyncSession, authorization_id: uuid.UUID) -> Authorization | None:
-    statement = select(Authorization).options(*LOADED).where(Authorization.id == authorization_id)
-    return (await session.execute(statement)).scalar_one_or_none()
+    return (await session.execute(_GET, {"authorization_id": authorization_id})).scalar_one_or_none()
 
 
 async def get_for_update(session: AsyncSession, authorization_id: uuid.UUID) -> Authorization | None:

@@ -17,7 +17,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _request_now() -> datetime:
+async def _request_now() -> datetime:
     # Looked up through the module at call time, so that replacing `utcnow` (tests) takes effect here too.
     return utcnow()
 

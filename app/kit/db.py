@@ -1,8 +1,11 @@
 """Database plumbing: the declarative base, the engine, and the two ways code gets a session.
 
-- `DbSession`: one transaction per request, for routes that only talk to Postgres. Services `flush()`, never
-  `commit()`: the dependency commits after the route returns and before the response is sent
-  (`scope="function"`), so a failed commit becomes the response instead of a surprise after it.
+- `DbSession`: for routes that only talk to Postgres. A write (POST, PATCH, DELETE) is one transaction: services
+  `flush()`, never `commit()`, and the dependency commits after the route returns and before the response is sent
+  (`scope="function"`), so a failed commit becomes the response instead of a surprise after it. A read (GET, HEAD)
+  runs without a transaction (autocommit): no BEGIN and COMMIT round trips, and each statement sees every write
+  committed before it began. Reads whose statements must share one snapshot (the deletion verdict) open a
+  transaction themselves with `Sessions`.
 - `Sessions`: the session factory, for flows that also call TikTok. They open one short transaction per phase
   and hold no connection while TikTok answers, so slow TikTok calls can never exhaust the pool.
 
@@ -82,8 +85,9 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout_seconds: flo
     return create_async_engine(
         url,
         pool_size=pool_size,
-        # A dead connection (Postgres restarted) is found before use and replaced: recovery needs no restart.
-        pool_pre_ping=True,
+        # No ping before each use (a round trip per request). A connection that died (Postgres restarted) fails the
+        # one request that meets it, answered 503 `database_unavailable` (retry: it is safe); SQLAlchemy then drops
+        # every connection opened before the failure, so the next requests get new ones: recovery needs no restart.
         # A Postgres that does not answer is "unavailable" within seconds, not after asyncpg's 60 s default.
         connect_args={"timeout": connect_timeout_seconds},
         # Errors and logs must not carry bound parameters: they hold encrypted codes, fingerprints, captions.
@@ -96,14 +100,28 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the same pool that open no transaction: each statement commits (reads see their own snapshot)."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False, autoflush=False
+    )
+
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
 
 
-async def _request_session(
-    sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)],
-) -> AsyncIterator[AsyncSession]:
+async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    if request.method in _READ_METHODS:
+        reader: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+        async with reader() as session:
+            yield session
+        return
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         try:
             yield session

@@ -1,4 +1,8 @@
-"""Process-wide resources opened by the lifespan, handed to routes as dependencies."""
+"""Process-wide resources opened by the lifespan, handed to routes as dependencies.
+
+Every dependency in the app is `async def`, even one that awaits nothing: FastAPI runs a plain `def` dependency in a
+thread pool, a hop there and back on every request.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,17 @@ from app.kit.settings import Settings
 from app.tiktok.client import TikTokClient
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _secret_box(request: Request) -> SecretBox:
+async def _secret_box(request: Request) -> SecretBox:
     box: SecretBox = request.app.state.secret_box
     return box
 
 
-def _tiktok(request: Request) -> TikTokClient:
+async def _tiktok(request: Request) -> TikTokClient:
     client: TikTokClient = request.app.state.tiktok
     return client
 

@@ -70,3 +70,5 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+        # uvicorn sets INFO on its own loggers: LOG_LEVEL decides for them too (WARNING silences access lines).
+        logging.getLogger(name).setLevel(logging.NOTSET)

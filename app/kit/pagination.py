@@ -68,7 +68,7 @@ class PageParams:
         return Cursor(last_created_at, last_id).encode(self.box)
 
 
-def page_params(
+async def page_params(
     box: Secrets,
     limit: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 50,
     # Absent, or a cursor: never empty, never null (the schema says a string; `?cursor=` is refused).

@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.kit.crypto import SecretBox
-from app.kit.db import create_engine, create_sessionmaker
+from app.kit.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from app.kit.metrics import TikTokCallMetrics
 from app.kit.rate_budget import PostgresCallBudget
 from app.kit.settings import Settings
@@ -34,6 +34,8 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # The same pool, without transactions: for reads that need no shared snapshot (and API keys).
+    read_sessionmaker: async_sessionmaker[AsyncSession]
     secret_box: SecretBox
     tiktok: TikTokClient
     # For webhook deliveries: its own client, so receivers never share connections or limits with TikTok.
@@ -73,6 +75,7 @@ async def open_resources(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
+            read_sessionmaker=create_read_sessionmaker(engine),
             secret_box=SecretBox([key.get_secret_value() for key in settings.encryption_keys]),
             tiktok=TikTokClient(
                 http,

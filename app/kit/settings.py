@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     bootstrap_api_key: SecretStr | None = None
     # The secret API keys are hashed under (HMAC). The API refuses to start without it; commands do not need it.
     api_key_secret: SecretStr | None = None
+    # How long a replica may keep using what it read about an API key (its scopes, its ad accounts, that it is not
+    # revoked). Changes reach every replica at once by notification; this bounds it if one is lost. 0: no cache.
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
         description="Comma-separated url-safe base64 32-byte keys; the first encrypts, all decrypt."
     )

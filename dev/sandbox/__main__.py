@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--slow-seconds", type=float, default=30.0, help="how long #SBX+fault/slow= and #SBX+authorize/times-out= wait"
     )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="added to every TikTok call, as a TikTok that far away would"
+    )
     args = parser.parse_args(argv)
 
     print(f"TikTok sandbox on http://{args.host}:{args.port}/open_api/ (any Access-Token works)")
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         f"item_id={shown.item_id}: {shown.description}"
     )
     # access_log off: uvicorn's access log prints the query string, which holds the creator's code.
-    uvicorn.run(create_sandbox_app(slow_seconds=args.slow_seconds), host=args.host, port=args.port, access_log=False)
+    sandbox = create_sandbox_app(slow_seconds=args.slow_seconds, latency_seconds=args.latency_ms / 1000)
+    uvicorn.run(sandbox, host=args.host, port=args.port, access_log=False)
 
 
 if __name__ == "__main__":

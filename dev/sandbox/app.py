@@ -1049,8 +1049,24 @@ class _CountCalls:
         await self.app(scope, receive, send)
 
 
-def create_sandbox_app(*, slow_seconds: float = 30.0, now: Callable[[], datetime] | None = None) -> Starlette:
-    """A fresh sandbox with the seeded codes; windows are relative to `now()` at creation."""
+class _Latency:
+    """Answers every call TikTok would see after `seconds` more, as a TikTok that far away would (benchmarks)."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(f"{CONTROL_PREFIX}/"):
+            await asyncio.sleep(self.seconds)
+        await self.app(scope, receive, send)
+
+
+def create_sandbox_app(
+    *, slow_seconds: float = 30.0, now: Callable[[], datetime] | None = None, latency_seconds: float = 0.0
+) -> Starlette:
+    """A fresh sandbox with the seeded codes; windows are relative to `now()` at creation. `latency_seconds` is
+    added to every TikTok call (not to the control endpoints)."""
     clock = now or (lambda: datetime.now(UTC))
     # Whole seconds, as TikTok's "YYYY-MM-DD HH:MM:SS" cannot say more.
     created_at = clock().astimezone(UTC).replace(microsecond=0)
@@ -1064,7 +1080,10 @@ def create_sandbox_app(*, slow_seconds: float = 30.0, now: Callable[[], datetime
         Route(AD_GET_PATH, _endpoint(sandbox, sandbox.ad_get), methods=["GET"]),
         *_control_routes(sandbox),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(_CountCalls, sandbox=sandbox)])
+    middleware = [Middleware(_CountCalls, sandbox=sandbox)]
+    if latency_seconds > 0:
+        middleware.append(Middleware(_Latency, seconds=latency_seconds))
+    app = Starlette(routes=routes, middleware=middleware)
     # TikTok answers a path without its trailing slash with a plain 404, not a redirect.
     app.router.redirect_slashes = False
     app.state.sandbox = sandbox
