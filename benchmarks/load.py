@@ -494,7 +494,7 @@ def main() -> None:
     parser.add_argument("--sandbox-latency-ms", type=float, default=50.0)
     parser.add_argument("--codes", type=int, default=100, help="new codes applied in each write run")
     parser.add_argument("--concurrency", type=int, default=8, help="codes applied at once in the concurrent run")
-    parser.add_argument("--json", type=Path, default=ROOT / ".bench" / "load.json", help="where to write the table")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "latest.json", help="where to write the table (the README cites it)")
     parser.add_argument("--only", help="measure only the reads whose name contains this, and no writes")
     arguments = parser.parse_args()
     if shutil.which("wrk") is None:
