@@ -32,7 +32,8 @@ help:
 	@echo "make test     run the whole test suite (ARGS=\"...\" is passed to pytest)"
 	@echo "make node-tools"
 	@echo "              install the Node tooling of tests/contract into clients/node_modules (make test does it)"
-	@echo "make bench    intake, ads, batch and sweep benchmarks: ratios to baselines measured in the same run"
+	@echo "make bench    the load, intake, ads, batch and sweep benchmarks: ratios to baselines measured in the same run"
+	@echo "              (the load benchmark needs wrk: apt-get install wrk)"
 	@echo "make lint     ruff, ruff format --check, mypy, lint-imports, hadolint"
 	@echo "make format   apply ruff's fixes and formatting"
 	@echo "make lock     recompile requirements/*.txt from requirements/*.in (LOCK_ARGS=--upgrade to upgrade)"
@@ -65,7 +66,9 @@ test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(ARGS)
 
 # Both benchmarks take the same arguments (--rounds), so ARGS goes to each.
+# benchmarks.load needs wrk on the PATH (apt-get install wrk); the others need nothing but the venv.
 bench: $(STAMP)
+	$(PY) -m benchmarks.load $(ARGS)
 	$(PY) -m benchmarks.intake $(ARGS)
 	$(PY) -m benchmarks.ads $(ARGS)
 	$(PY) -m benchmarks.batch $(ARGS)
