@@ -66,8 +66,15 @@ test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(ARGS)
 
 # Both benchmarks take the same arguments (--rounds), so ARGS goes to each.
-# benchmarks.load needs wrk on the PATH (apt-get install wrk); the others need nothing but the venv.
-bench: $(STAMP)
+# benchmarks.load drives the service with wrk when it is on the PATH (apt-get install wrk), else with locust, which
+# is installed here only (requirements/bench.txt): the tests and `make run` never need it.
+BENCH_STAMP := $(VENV)/.bench-requirements-installed
+
+$(BENCH_STAMP): requirements/bench.txt | $(STAMP)
+	$(PY) -m pip install --require-hashes -r requirements/bench.txt
+	touch $@
+
+bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m benchmarks.load $(ARGS)
 	$(PY) -m benchmarks.intake $(ARGS)
 	$(PY) -m benchmarks.ads $(ARGS)
@@ -95,6 +102,7 @@ $(LOCK_VENV)/bin/pip-compile:
 lock: $(LOCK_VENV)/bin/pip-compile | $(STAMP)
 	cd requirements && $(PIP_COMPILE) $(PIP_COMPILE_FLAGS) $(LOCK_ARGS) --output-file=main.txt main.in
 	cd requirements && $(PIP_COMPILE) $(PIP_COMPILE_FLAGS) $(LOCK_ARGS) --output-file=dev.txt dev.in
+	cd requirements && $(PIP_COMPILE) $(PIP_COMPILE_FLAGS) $(LOCK_ARGS) --output-file=bench.txt bench.in
 	cd clients && $(NPM) install --package-lock-only
 
 # Through a temporary file, so that a failure leaves the committed document as it was.

@@ -6,7 +6,8 @@ it, and the bare baseline (`benchmarks/bare.py`: FastAPI and asyncpg reading the
 under the same uvicorn). It seeds through the API (and fills one ad account with thousands of authorizations in
 SQL), then:
 
-- **Reads**, driven by wrk (`benchmarks/check.lua`) with `--connections` for `--seconds`, in `--rounds` rounds in
+- **Reads**, driven by wrk (`benchmarks/check.lua`), or locust where wrk is not installed
+  (`benchmarks/locustfile.py`), with `--connections` for `--seconds`, in `--rounds` rounds in
   which the service and the baseline take turns (each round reverses who goes first): one authorization, a page of
   50 of an ad account with thousands, the Spark Ads quota, the deletion verdict of a post with three
   authorizations. Each round runs both as fast as they go (requests/s, p50, p99), then both paced at half the
@@ -17,16 +18,19 @@ SQL), then:
   `/metrics`, each timed directly against the sandbox); and a batch of 20 against one code.
 - **The process**: seconds from start to `/readyz` answering 200, and the service's RSS after the reads.
 
-Every measured answer is checked (status and a piece of its body); a run with a wrong answer is reported as such,
-never as a figure. The table is printed and written as JSON (`--json`). The sweep has its own benchmark
-(`benchmarks/sweep.py`). Nothing here asserts: a benchmark reports, and people judge. Needs wrk on the PATH
-(`apt-get install wrk`, `brew install wrk`).
+Every measured answer is checked (status and a piece of its body); a read with a wrong answer is flagged in the
+table with their number and an example, so that an error page cannot pass for a fast answer. The table is printed
+and written as JSON (`--json`). The sweep has its own benchmark (`benchmarks/sweep.py`). Nothing here asserts: a
+benchmark reports, and people judge. Needs wrk on the PATH (`apt-get install wrk`, `brew install wrk`), or else
+locust (`make bench` installs it from `requirements/bench.txt`; `--generator locust` chooses it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import importlib.util
 import json
 import os
 import platform
@@ -53,6 +57,7 @@ from dev.sandbox.seed import BULK_CODE_COUNT, bulk_code
 
 API_KEY = "sa_bench_" + "k" * 40
 LUA = Path(__file__).with_name("check.lua")
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 ACCOUNTS = ("7100000000000000001", "7100000000000000002", "7100000000000000003")
 BIG_ACCOUNT = "7100000000000000009"
 BIG_ACCOUNT_SIZE = 5_000
@@ -215,17 +220,42 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def wrk(url: str, *, connections: int, seconds: float, expect: str, auth: str | None, delay_ms: float = 0) -> Run:
+def drive(
+    url: str, *, generator: str, connections: int, seconds: float, expect: str, auth: str | None, delay_ms: float = 0
+) -> Run:
+    """GETs `url` on `connections` connections for `seconds`, checking every answer (status 200, `expect` in the
+    body), with `generator` (wrk or locust)."""
+    env = {
+        **os.environ,
+        "BENCH_STATUS": "200",
+        "BENCH_EXPECT": expect,
+        "BENCH_AUTH": auth or "",
+        "BENCH_DELAY_MS": f"{delay_ms:.3f}",
+    }
+    if generator == "wrk":
+        return _wrk(url, connections=connections, seconds=seconds, env=env)
+    return _locust(url, connections=connections, seconds=seconds, env=env)
+
+
+def load_generator(chosen: str | None = None) -> str:
+    """`chosen` if given; else wrk if it is installed, else locust if it is installed."""
+    if chosen is not None:
+        return chosen
+    if shutil.which("wrk") is not None:
+        return "wrk"
+    if importlib.util.find_spec("locust") is not None:
+        return "locust"
+    sys.exit(
+        "benchmarks.load needs wrk on the PATH (apt-get install wrk, brew install wrk), or locust "
+        "(`make bench` installs it from requirements/bench.txt)"
+    )
+
+
+def _wrk(url: str, *, connections: int, seconds: float, env: dict[str, str]) -> Run:
     threads = min(2, connections)
     completed = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s", "-s", str(LUA), url],
-        env={
-            **os.environ,
-            "BENCH_STATUS": "200",
-            "BENCH_EXPECT": expect,
-            "BENCH_AUTH": auth or "",
-            "BENCH_DELAY_MS": f"{delay_ms:.3f}",
-        },
+        env=env,
         capture_output=True,
         text=True,
         check=True,
@@ -247,6 +277,54 @@ def wrk(url: str, *, connections: int, seconds: float, expect: str, auth: str | 
         requests=report["requests"],
         wrong=wrong,
         sample=sample,
+    )
+
+
+def _locust(url: str, *, connections: int, seconds: float, env: dict[str, str]) -> Run:
+    parts = httpx.URL(url)
+    host = f"{parts.scheme}://{parts.host}:{parts.port}"
+    path = parts.raw_path.decode()
+    with tempfile.TemporaryDirectory(prefix="spark-bench-locust-") as folder:
+        prefix = Path(folder) / "run"
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(LOCUSTFILE),
+                "--headless",
+                "--only-summary",
+                "--users",
+                str(connections),
+                "--spawn-rate",
+                str(max(connections, 1000)),
+                "--run-time",
+                f"{round(seconds)}s",
+                "--host",
+                host,
+                "--csv",
+                str(prefix),
+                "--loglevel",
+                "ERROR",
+            ],
+            env={**env, "BENCH_PATH": path},
+            capture_output=True,
+            text=True,
+            check=False,  # locust exits 1 when a request failed: that is counted below, not an error of the run
+        )
+        stats = [row for row in csv.DictReader(prefix.with_name("run_stats.csv").open()) if row["Name"] == "read"]
+        if not stats:
+            raise RuntimeError(f"locust said nothing usable: {completed.stdout} {completed.stderr}")
+        failures = list(csv.DictReader(prefix.with_name("run_failures.csv").open()))
+    row = stats[0]
+    return Run(
+        rps=float(row["Requests/s"]),
+        p50_ms=float(row["50%"]),
+        p99_ms=float(row["99%"]),
+        requests=int(row["Request Count"]),
+        wrong=int(row["Failure Count"]),
+        sample=failures[0]["Error"] if failures else "",
     )
 
 
@@ -329,15 +407,29 @@ def seed(service: str, database_url: str) -> list[Read]:
 
 
 def measure_reads(
-    reads: list[Read], *, service: str, bare: str, rounds: int, seconds: float, connections: int
+    reads: list[Read], *, generator: str, service: str, bare: str, rounds: int, seconds: float, connections: int
 ) -> list[ReadResult]:
     auth = f"Bearer {API_KEY}"
     results = []
     for read in reads:
         result = ReadResult(read.name)
         # Warm both up (connections in the pools, code paths), unmeasured.
-        wrk(service + read.service_path, connections=connections, seconds=2, expect=read.service_expect, auth=auth)
-        wrk(bare + read.bare_path, connections=connections, seconds=2, expect=read.bare_expect, auth=None)
+        drive(
+            service + read.service_path,
+            generator=generator,
+            connections=connections,
+            seconds=2,
+            expect=read.service_expect,
+            auth=auth,
+        )
+        drive(
+            bare + read.bare_path,
+            generator=generator,
+            connections=connections,
+            seconds=2,
+            expect=read.bare_expect,
+            auth=None,
+        )
         for index in range(rounds):
             turns = [("bare", bare + read.bare_path), ("service", service + read.service_path)]
             if index % 2:
@@ -345,14 +437,22 @@ def measure_reads(
             full: dict[str, Run] = {}
             for who, url in turns:
                 expect = read.bare_expect if who == "bare" else read.service_expect
-                full[who] = wrk(url, connections=connections, seconds=seconds, expect=expect, auth=auth)
+                full[who] = drive(
+                    url, generator=generator, connections=connections, seconds=seconds, expect=expect, auth=auth
+                )
             # Half the baseline's rate in this round, spread over the connections.
             delay_ms = connections * 1000 / (full["bare"].rps / 2)
             paced: dict[str, Run] = {}
             for who, url in turns:
                 expect = read.bare_expect if who == "bare" else read.service_expect
-                paced[who] = wrk(
-                    url, connections=connections, seconds=seconds, expect=expect, auth=auth, delay_ms=delay_ms
+                paced[who] = drive(
+                    url,
+                    generator=generator,
+                    connections=connections,
+                    seconds=seconds,
+                    expect=expect,
+                    auth=auth,
+                    delay_ms=delay_ms,
                 )
             result.service.append(full["service"])
             result.bare.append(full["bare"])
@@ -477,7 +577,8 @@ def _table(
 ) -> str:
     lines = [
         f"{context['machine']}; {context['connections']} connections, {context['rounds']} rounds of "
-        f"{context['seconds']:g} s; TikTok sandbox latency {context['sandbox_latency_ms']:g} ms",
+        f"{context['seconds']:g} s with {context['load_generator']}; TikTok sandbox latency "
+        f"{context['sandbox_latency_ms']:g} ms",
         "",
         f"{'read':<42} {'service/s':>9} {'bare/s':>8} {'ratio':>6} {'p50 ms':>13} {'p99 ms':>13} "
         f"{'paced/s':>8} {'paced p99 ms':>14} {'p99 ratio':>9}",
@@ -526,10 +627,10 @@ def main() -> None:
         default=ROOT / "benchmarks" / "latest.json",
         help="where to write the table (the README cites it)",
     )
+    parser.add_argument("--generator", choices=["wrk", "locust"], help="the load generator (default: wrk if installed)")
     parser.add_argument("--only", help="measure only the reads whose name contains this, and no writes")
     arguments = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("benchmarks.load needs wrk on the PATH (apt-get install wrk, brew install wrk)")
+    generator = load_generator(arguments.generator)
 
     sandbox_port, service_port, bare_port = _free_port(), _free_port(), _free_port()
     with migrated_postgres() as url:
@@ -573,6 +674,7 @@ def main() -> None:
             _progress("reads")
             read_results = measure_reads(
                 reads,
+                generator=generator,
                 service=service.base_url,
                 bare=bare.base_url,
                 rounds=arguments.rounds,
@@ -604,6 +706,7 @@ def main() -> None:
         "seconds": arguments.seconds,
         "workers": arguments.workers,
         "sandbox_latency_ms": arguments.sandbox_latency_ms,
+        "load_generator": generator,
     }
     summaries = [result.summary() for result in read_results]
     table = _table(summaries, writes, process, context)
