@@ -331,6 +331,33 @@ class TestTikTokAnswerLost:
 class TestPostgresUnavailable:
     """Finding 3: Postgres gone answered 500. Now 503 `database_unavailable`, and recovery needs no restart."""
 
+    async def test_a_restart_between_requests_costs_at_most_one_answer(
+        self, settings: Settings, stoppable_postgres: StoppablePostgres, fast_retries: None
+    ) -> None:
+        """Connections are not pinged before use (issue 10): those in the pool die unnoticed when Postgres restarts
+        while nothing runs. The first request to meet one is answered 503 `database_unavailable` (safe to retry,
+        never a 500), and that failure makes SQLAlchemy replace every connection opened before it: every request
+        after it succeeds, with no restart of the service."""
+        own = settings.model_copy(update={"database_url": stoppable_postgres.database_url})
+        async with serving(own, httpx.ASGITransport(app=_sandbox())) as client:
+            await register_advertiser(client)
+            path = f"/v1/advertisers/{ADVERTISER_ID}"
+            # Several connections in the pool, each of which will be dead after the restart.
+            assert {r.status_code for r in await asyncio.gather(*(client.get(path) for _ in range(8)))} == {200}
+            await stoppable_postgres.stop()
+            await stoppable_postgres.start()
+
+            answers = [await client.get(path) for _ in range(10)]
+            failed = [answer for answer in answers if answer.status_code != 200]
+            assert len(failed) <= 1, [answer.status_code for answer in answers]
+            for answer in failed:
+                assert_problem(answer, 503, "database_unavailable")
+            assert (
+                await client.post(
+                    "/v1/advertisers", json={"tiktok_advertiser_id": "7000000000000000002", "access_token": "t"}
+                )
+            ).status_code == 201
+
     async def test_postgres_stopping_mid_apply(
         self, settings: Settings, stoppable_postgres: StoppablePostgres, fast_retries: None
     ) -> None:
