@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -261,18 +262,21 @@ def _is_alive(pid: int) -> bool:
 
 
 def _migrate() -> None:
-    # A child process, so that Alembic's logging setup and its own event loop stay out of this one.
+    # A child process, so that Alembic's logging setup and its own event loop stay out of this one. While it runs,
+    # this process imports the app (about a second each, on two cores): `make run` is ready that much sooner.
     log.info("devserver.migrations.running")
-    result = subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
-        [sys.executable, "-m", "alembic", "-c", str(REPO_ROOT / "alembic.ini"), "upgrade", "head"],
-        cwd=REPO_ROOT,
-        check=False,
+    child = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+        [sys.executable, "-m", "alembic", "-c", str(REPO_ROOT / "alembic.ini"), "upgrade", "head"], cwd=REPO_ROOT
     )
-    if result.returncode < 0:
+    try:
+        importlib.import_module("app.main")  # reads no settings: they are read when the app starts
+    finally:
+        returncode = child.wait()  # a Ctrl-C reaches both: the child's end is awaited before it is handled
+    if returncode < 0:
         # Killed by a signal: the same Ctrl-C from the terminal reached it too, and it is ours to handle.
         raise KeyboardInterrupt
-    if result.returncode != 0:
-        log.error("devserver.migrations.failed", returncode=result.returncode)
+    if returncode != 0:
+        log.error("devserver.migrations.failed", returncode=returncode)
         raise SystemExit(1)
 
 
