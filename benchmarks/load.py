@@ -414,22 +414,11 @@ def measure_reads(
     for read in reads:
         result = ReadResult(read.name)
         # Warm both up (connections in the pools, code paths), unmeasured.
-        drive(
-            service + read.service_path,
-            generator=generator,
-            connections=connections,
-            seconds=2,
-            expect=read.service_expect,
-            auth=auth,
-        )
-        drive(
-            bare + read.bare_path,
-            generator=generator,
-            connections=connections,
-            seconds=2,
-            expect=read.bare_expect,
-            auth=None,
-        )
+        for url, expect in (
+            (service + read.service_path, read.service_expect),
+            (bare + read.bare_path, read.bare_expect),
+        ):
+            drive(url, generator=generator, connections=connections, seconds=2, expect=expect, auth=auth)
         for index in range(rounds):
             turns = [("bare", bare + read.bare_path), ("service", service + read.service_path)]
             if index % 2:
