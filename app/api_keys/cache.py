@@ -135,7 +135,7 @@ async def _listen_forever(cache: KeyCache, dsn: str) -> None:
                     await asyncio.wait_for(lost.wait(), timeout=cache.seconds)
                 if not lost.is_set():
                     await connection.execute("SELECT 1", timeout=cache.seconds)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except Exception as error:  # whatever ended it, listen again: the time bound holds meanwhile
             log.warning("api_key_cache.listener_lost", error=type(error).__name__)
         finally:
             cache.forget(None)
