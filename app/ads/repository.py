@@ -4,11 +4,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ads.models import Ad, AdSource, AdState, IdentityUsage
+from app.authorizations.models import Authorization, AuthorizationState
 from app.kit import actor
 from app.kit.pagination import Cursor
 
@@ -91,6 +92,39 @@ async def release_identity_slot(session: AsyncSession, *, identity_type: str, id
         .values(ads_used=IdentityUsage.ads_used - 1)
     )
     await session.execute(statement)
+
+
+# The ad account's identities: those of its live authorizations (not un-authorized), with an identity id.
+_IDENTITIES = (
+    select(Authorization.identity_type, Authorization.identity_id)
+    .where(
+        Authorization.advertiser_id == bindparam("advertiser_id"),
+        Authorization.identity_id.is_not(None),
+        Authorization.state != AuthorizationState.unauthorized.value,
+    )
+    .distinct()
+    .subquery()
+)
+# Built once, and one round trip: the quota is polled before every ad is made.
+_IDENTITY_USAGE_OF_ADVERTISER = (
+    select(_IDENTITIES.c.identity_type, _IDENTITIES.c.identity_id, func.coalesce(IdentityUsage.ads_used, 0))
+    .select_from(
+        _IDENTITIES.outerjoin(
+            IdentityUsage,
+            and_(
+                IdentityUsage.identity_type == _IDENTITIES.c.identity_type,
+                IdentityUsage.identity_id == _IDENTITIES.c.identity_id,
+            ),
+        )
+    )
+    .order_by(_IDENTITIES.c.identity_type, _IDENTITIES.c.identity_id)
+)
+
+
+async def identity_usage_of(session: AsyncSession, advertiser_id: uuid.UUID) -> list[tuple[str, str, int]]:
+    """The identities (type, id) of the ad account's live authorizations, each with the ads using it anywhere."""
+    rows = await session.execute(_IDENTITY_USAGE_OF_ADVERTISER, {"advertiser_id": advertiser_id})
+    return [(identity_type, identity_id, used) for identity_type, identity_id, used in rows.all()]
 
 
 async def identity_usage(session: AsyncSession, identities: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -246,8 +246,7 @@ async def list_page(
 
 async def quota(session: AsyncSession, *, advertiser: Advertiser, identity_ads_limit: int) -> SparkAdsQuota:
     """What the ad account and its posts' identities use, against their limits: counters, not counts of ads."""
-    identities = await authorizations.identities_of(session, advertiser.id)
-    usage = await repository.identity_usage(session, identities)
+    usage = await repository.identity_usage_of(session, advertiser.id)
     return SparkAdsQuota(
         advertiser_id=advertiser.tiktok_advertiser_id,
         limit=advertiser.spark_ads_limit,
@@ -258,9 +257,9 @@ async def quota(session: AsyncSession, *, advertiser: Advertiser, identity_ads_l
                 identity_type=identity_type,
                 identity_id=identity_id,
                 limit=identity_ads_limit,
-                used=usage.get((identity_type, identity_id), 0),
-                remaining=max(identity_ads_limit - usage.get((identity_type, identity_id), 0), 0),
+                used=used,
+                remaining=max(identity_ads_limit - used, 0),
             )
-            for identity_type, identity_id in identities
+            for identity_type, identity_id, used in usage
         ],
     )

@@ -113,21 +113,6 @@ async def get_for_posts(
     return {row.item_id: row for row in (await session.execute(statement)).scalars().all()}
 
 
-async def identities_of(session: AsyncSession, advertiser_id: uuid.UUID) -> list[tuple[str, str]]:
-    """The identities (type, id) of the ad account's live authorizations."""
-    statement = (
-        select(Authorization.identity_type, Authorization.identity_id)
-        .where(
-            Authorization.advertiser_id == advertiser_id,
-            Authorization.identity_id.is_not(None),
-            Authorization.state != AuthorizationState.unauthorized,
-        )
-        .distinct()
-        .order_by(Authorization.identity_type, Authorization.identity_id)
-    )
-    return [(t, i) for t, i in (await session.execute(statement)).all() if i is not None]
-
-
 async def of_post(session: AsyncSession, item_id: str) -> list[Authorization]:
     """Every authorization, in every ad account, of this post or of a Duet/Stitch made from it; history too."""
     statement = (
