@@ -18,14 +18,13 @@ import argparse
 import asyncio
 import functools
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 
 import httpx
 import stamina
 
-from benchmarks.harness import migrated_postgres, started
+from benchmarks.harness import migrated_postgres, progress, started
 from dev.sandbox.app import create_sandbox_app
 from dev.sandbox.seed import demo_code
 
@@ -50,10 +49,6 @@ def _item_id(code: str) -> str:
     if post is None:
         raise LookupError(f"the sandbox's {code} has no post")
     return post.item_id
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _checked(response: httpx.Response, *statuses: int) -> httpx.Response:
@@ -106,7 +101,7 @@ async def link_up_to_the_limit(client: httpx.AsyncClient) -> list[str]:
         _checked(await _link(client, authorizations[index % len(authorizations)], 2 * 10**17 + index), 201)
         timings.append(time.perf_counter() - started)
         if (index + 1) % 2_500 == 0:
-            _progress(f"  ... {index + 1:,} of {LIMIT:,} ads linked")
+            progress(f"  ... {index + 1:,} of {LIMIT:,} ads linked")
     over = await _link(client, authorizations[0], 3 * 10**17)
     refusal = f"{over.status_code} {over.json().get('reason')}"
 
@@ -139,9 +134,7 @@ async def verdict_with_many_ads(client: httpx.AsyncClient, rounds: int) -> list[
         )
         for response in responses:
             _checked(response, 201)
-    _progress(
-        f"  ... {VERDICT_ACCOUNTS * ADS_PER_ACCOUNT:,} ads linked to one post over {VERDICT_ACCOUNTS} ad accounts"
-    )
+    progress(f"  ... {VERDICT_ACCOUNTS * ADS_PER_ACCOUNT:,} ads linked to one post over {VERDICT_ACCOUNTS} ad accounts")
 
     rows: list[tuple[str, float, int]] = []
     for label, item_id in (
@@ -167,9 +160,9 @@ async def run(url: str, rounds: int) -> list[str]:
     try:
         stamina.set_active(False)  # no retry is expected; never sleep inside a measurement
         async with started(url, httpx.ASGITransport(app=create_sandbox_app())) as (_, client):
-            _progress("Linking ads up to the ad account's limit...")
+            progress("Linking ads up to the ad account's limit...")
             limit = await link_up_to_the_limit(client)
-            _progress("Timing the deletion verdict...")
+            progress("Timing the deletion verdict...")
             verdict = await verdict_with_many_ads(client, rounds)
     finally:
         stamina.set_active(True)

@@ -24,6 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-" + "k" * 40
 
 
+def progress(message: str) -> None:
+    """A line on stderr, at once: stdout is the benchmark's report."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value at `fraction` (0.99: p99) of `values`, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
 @contextmanager
 def migrated_postgres() -> Iterator[str]:
     """An embedded Postgres in a temporary folder, migrated to head; deleted afterwards. Yields its URL."""

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import stamina
 
-from benchmarks.harness import migrated_postgres, started
+from benchmarks.harness import migrated_postgres, percentile, started
 from dev.sandbox.app import create_sandbox_app
 
 CODE = "#SBX+video/30d="
@@ -106,11 +106,6 @@ class _SlowTikTok(httpx.AsyncBaseTransport):
         return await self._inner.handle_async_request(request)
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 async def reads_while_tiktok_is_slow(url: str, *, applies: int, tiktok_seconds: float) -> list[str]:
     """GET one authorization alone, then while `applies` intakes wait on a TikTok that answers in
     `tiktok_seconds`: no connection is held while TikTok answers, so reads should not notice."""
@@ -157,8 +152,8 @@ async def reads_while_tiktok_is_slow(url: str, *, applies: int, tiktok_seconds: 
         statuses = [(await task).status_code for task in intakes]
         await watcher
     p50, p99 = (
-        (_percentile(alone, 0.5), _percentile(during, 0.5)),
-        (_percentile(alone, 0.99), _percentile(during, 0.99)),
+        (percentile(alone, 0.5), percentile(during, 0.5)),
+        (percentile(alone, 0.99), percentile(during, 0.99)),
     )
     return [
         f"GET one authorization while {applies} intakes wait {tiktok_seconds:g} s on each TikTok call"

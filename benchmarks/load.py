@@ -52,7 +52,7 @@ import httpx
 from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.harness import ROOT, migrated_postgres
+from benchmarks.harness import ROOT, migrated_postgres, percentile, progress
 from dev.sandbox.seed import BULK_CODE_COUNT, bulk_code
 
 API_KEY = "sa_bench_" + "k" * 40
@@ -120,10 +120,6 @@ class Read:
     service_expect: str
     bare_path: str
     bare_expect: str
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _free_port() -> int:
@@ -449,9 +445,9 @@ def measure_reads(
             result.bare_paced.append(paced["bare"])
             for who, run in [*full.items(), *(("paced " + k, v) for k, v in paced.items())]:
                 if run.wrong:
-                    _progress(f"  !! {read.name}, {who}: {run.wrong} wrong answers, e.g. {run.sample}")
+                    progress(f"  !! {read.name}, {who}: {run.wrong} wrong answers, e.g. {run.sample}")
         summary = result.summary()
-        _progress(
+        progress(
             f"  {read.name}: {summary['service_rps']:.0f} vs {summary['bare_rps']:.0f} requests/s "
             f"({summary['rps_ratio']:.2f}), paced p99 ratio {summary['paced_p99_ratio']:.2f}"
         )
@@ -480,11 +476,6 @@ async def _timed(requests: list[Any], concurrency: int) -> list[float]:
 
     await asyncio.gather(*(one(request) for request in requests))
     return timings
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def measure_writes(*, service: str, sandbox: str, codes: int, concurrency: int) -> dict[str, Any]:
@@ -547,12 +538,12 @@ def measure_writes(*, service: str, sandbox: str, codes: int, concurrency: int) 
             "tiktok_call_p50_ms": tiktok_p50 * 1000,
             "tiktok_calls_per_apply": calls_per_apply,
             "apply_p50_ms": apply_p50 * 1000,
-            "apply_p99_ms": _percentile(one_at_a_time, 0.99) * 1000,
+            "apply_p99_ms": percentile(one_at_a_time, 0.99) * 1000,
             "apply_over_tiktok_ms": (apply_p50 - calls_per_apply * tiktok_p50) * 1000,
             "apply_ratio_to_tiktok": apply_p50 / (calls_per_apply * tiktok_p50),
             "apply_concurrent": concurrency,
             "apply_concurrent_p50_ms": statistics.median(parallel) * 1000,
-            "apply_concurrent_p99_ms": _percentile(parallel, 0.99) * 1000,
+            "apply_concurrent_p99_ms": percentile(parallel, 0.99) * 1000,
             "apply_concurrent_per_second": len(parallel) / (sum(parallel) / concurrency),
             "batch_of_20_p50_ms": statistics.median(batches) * 1000,
             "batch_ratio_to_one_code": statistics.median(batches) / apply_p50,
@@ -656,11 +647,11 @@ def main() -> None:
                 port=bare_port,
             ) as bare,
         ):
-            _progress(f"service ready in {service.ready_seconds:.2f} s; seeding")
+            progress(f"service ready in {service.ready_seconds:.2f} s; seeding")
             reads = seed(service.base_url, url)
             if arguments.only:
                 reads = [read for read in reads if arguments.only in read.name]
-            _progress("reads")
+            progress("reads")
             read_results = measure_reads(
                 reads,
                 generator=generator,
@@ -678,14 +669,14 @@ def main() -> None:
             }
             writes = None
             if not arguments.only:
-                _progress("writes")
+                progress("writes")
                 writes = measure_writes(
                     service=service.base_url,
                     sandbox=sandbox.base_url,
                     codes=arguments.codes,
                     concurrency=arguments.concurrency,
                 )
-    _progress("make run, cold and warm")
+    progress("make run, cold and warm")
     process["make_run_ready_cold_seconds"], process["make_run_ready_seconds"] = make_run_ready_seconds()
     context = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -708,7 +699,7 @@ def main() -> None:
             indent=2,
         ) + "\n"
     )  # fmt: skip
-    _progress(f"written to {arguments.json}")
+    progress(f"written to {arguments.json}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 
 import asyncpg
@@ -37,21 +37,22 @@ _CACHE = "api_keys.cache"  # in a session's info: the cache of the app the sessi
 
 
 class KeyCache:
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
+        self.clock = clock  # what entries' ages are measured on (tests move it)
         self._entries: dict[bytes, tuple[float, Caller]] = {}
 
     def get(self, key_hash: bytes) -> Caller | None:
         entry = self._entries.get(key_hash)
         if entry is None:
             return None
-        if time.monotonic() - entry[0] >= self.seconds:
+        if self.clock() - entry[0] >= self.seconds:
             del self._entries[key_hash]
             return None
         return entry[1]
 
     def put(self, key_hash: bytes, caller: Caller, *, read_at: float) -> None:
-        """`read_at`: `time.monotonic()` before the key was read, so that the bound counts from the read."""
+        """`read_at`: `self.clock()` before the key was read, so that the bound counts from the read."""
         if self.seconds <= 0:
             return
         if len(self._entries) >= MAX_ENTRIES:
@@ -67,9 +68,6 @@ class KeyCache:
         for key_hash, (_, caller) in list(self._entries.items()):
             if caller.api_key_id == api_key_id:
                 self._entries.pop(key_hash, None)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 def attach(sessionmaker: async_sessionmaker[AsyncSession], cache: KeyCache) -> None:

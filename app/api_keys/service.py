@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -59,7 +58,7 @@ async def authenticate_cached(
     keyed = hasher.hash(key)
     caller = keys.get(keyed)
     if caller is None:
-        read_at = time.monotonic()
+        read_at = keys.clock()
         async with sessions() as session:
             caller = await authenticate(session, hasher, key=key)
         keys.put(keyed, caller, read_at=read_at)
