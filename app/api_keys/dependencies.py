@@ -3,23 +3,25 @@ its body) is reached; here it is taken from the request's state, and every row t
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api_keys.access import Caller
 from app.api_keys.middleware import CALLER
 from app.kit import actor
 from app.kit.errors import NotAuthenticated
 
-# Documents the scheme in OpenAPI; the middleware has checked the key by the time it runs.
-_bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="`Authorization: Bearer <api key>`")
+# How the OpenAPI document names the key (app.kit.contract puts it on every /v1 operation).
+SECURITY_SCHEME_NAME = "ApiKey"
+SECURITY_SCHEME: dict[str, Any] = {
+    "type": "http",
+    "description": "`Authorization: Bearer <api key>`",
+    "scheme": "bearer",
+}
 
 
-async def current_caller(
-    request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Caller:
+async def current_caller(request: Request) -> Caller:
     caller: Caller | None = getattr(request.state, CALLER, None)
     if caller is None:  # a route outside /v1 asked for a caller: a mistake of this code, refused all the same
         raise NotAuthenticated("Send `Authorization: Bearer <api key>`.")

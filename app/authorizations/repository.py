@@ -8,16 +8,17 @@ from typing import cast
 
 from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
 from app.authorizations.models import Authorization, AuthorizationState, AuthorizationStatus
 from app.kit.pagination import Cursor
 
 # What every read needs: the ad account, and for a Duet/Stitch its original post's authorization (its creator and
-# window are part of the pair's read).
+# window are part of the pair's read). Both joined into the one statement: a separate load of the original would
+# build a statement of its own on every read, and cost a second round trip for every pair.
 LOADED = (
     joinedload(Authorization.advertiser, innerjoin=True),
-    selectinload(Authorization.original_authorization).joinedload(Authorization.advertiser, innerjoin=True),
+    joinedload(Authorization.original_authorization).joinedload(Authorization.advertiser, innerjoin=True),
 )
 # States whose outcome on TikTok is not known until someone reads TikTok.
 _UNSETTLED_STATES = (AuthorizationState.pending.value, AuthorizationState.unauthorizing.value)

@@ -8,7 +8,10 @@ FastAPI describes the operations; this finishes the document so that a generated
   there is input, 413 and 415 on writes, 500 everywhere, 503 wherever the database is used;
 - the headers: `X-Request-ID` (request and response), `WWW-Authenticate`, `Retry-After`, `Location` on every 201,
   and `Idempotent-Replayed` with the `Idempotency-Key` parameter;
-- `servers`, and how long a call that waits on TikTok may take, so that a client can set its timeout.
+- `servers`, and how long a call that waits on TikTok may take, so that a client can set its timeout;
+- the security scheme, on every operation that needs a key. It is documented here rather than by a FastAPI security
+  dependency, because the key is checked before routing (app.api_keys.middleware): a dependency that only documents
+  would still be solved on every request.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -51,9 +55,21 @@ NO_DATABASE = frozenset({"getHealth"})
 _REF = "#/components/schemas/{model}"
 
 
-def install_contract(app: FastAPI, *, kind_level: Callable[[str], list[type[ProblemError]]]) -> None:
+@dataclass(frozen=True)
+class Security:
+    """A security scheme (`components.securitySchemes[name]`) and the paths whose operations require it."""
+
+    name: str
+    scheme: dict[str, Any]
+    required_under: Callable[[str], bool]
+
+
+def install_contract(
+    app: FastAPI, *, kind_level: Callable[[str], list[type[ProblemError]]], security: Security | None = None
+) -> None:
     """Serve the finished document at /openapi.json (and to `make openapi`). `kind_level(path)` names the
-    problems every operation under `path` can answer besides its own (authentication, scopes)."""
+    problems every operation under `path` can answer besides its own (authentication, scopes); `security`, the
+    scheme the operations it names require."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -66,14 +82,21 @@ def install_contract(app: FastAPI, *, kind_level: Callable[[str], list[type[Prob
                 servers=app.servers,
                 tags=app.openapi_tags,
             )
-            finish(schema, kind_level=kind_level)
+            finish(schema, kind_level=kind_level, security=security)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def finish(schema: dict[str, Any], *, kind_level: Callable[[str], list[type[ProblemError]]]) -> None:
+def finish(
+    schema: dict[str, Any],
+    *,
+    kind_level: Callable[[str], list[type[ProblemError]]],
+    security: Security | None = None,
+) -> None:
+    if security is not None:
+        _document_security(schema, security)
     idempotency.document_openapi(schema)
     problems = {problem.reason: problem for problem in every_problem()}
     components = schema.setdefault("components", {})
@@ -93,6 +116,20 @@ def finish(schema: dict[str, Any], *, kind_level: Callable[[str], list[type[Prob
     for unused in ("HTTPValidationError", "ValidationError"):
         if f'"#/components/schemas/{unused}"' not in json.dumps(schema):
             schemas.pop(unused, None)
+
+
+def _document_security(schema: dict[str, Any], security: Security) -> None:
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})[security.name] = copy.deepcopy(
+        security.scheme
+    )
+    for path, operations in schema.get("paths", {}).items():
+        if not security.required_under(path):
+            continue
+        for method, operation in operations.items():
+            # Where FastAPI puts it: after what names the operation, before its parameters.
+            names = [key for key in ("tags", "summary", "description", "operationId", "deprecated") if key in operation]
+            named = {key: operation.pop(key) for key in names}
+            operations[method] = {**named, "security": [{security.name: []}], **operation}
 
 
 def _add_problem_schemas(schemas: dict[str, Any], problems: dict[str, type[ProblemError]]) -> None:

@@ -13,6 +13,8 @@ from app.kit.errors import RequestInvalid
 
 
 async def refuse_undeclared_query_parameters(request: Request) -> None:
+    if not request.scope["query_string"]:
+        return  # nothing to refuse, and no need to look the operation up (most requests: the hot reads)
     operation = documented.operation(request.app, request.method, request.url.path)
     if operation is None:
         return
