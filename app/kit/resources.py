@@ -55,6 +55,7 @@ async def open_resources(
         settings.database_url,
         pool_size=settings.database_pool_size,
         connect_timeout_seconds=settings.database_connect_timeout_seconds,
+        pool_timeout_seconds=settings.database_pool_timeout_seconds,
     )
     http = httpx.AsyncClient(
         transport=tiktok_transport,
