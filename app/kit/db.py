@@ -82,17 +82,23 @@ class TimestampMixin:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, connect_timeout_seconds: float = 5.0, pool_timeout_seconds: float = 10.0
+    url: str,
+    *,
+    pool_size: int = 10,
+    pool_overflow: int = 10,
+    connect_timeout_seconds: float = 5.0,
+    pool_timeout_seconds: float = 10.0,
 ) -> AsyncEngine:
     return create_async_engine(
         url,
-        pool_size=pool_size,
-        # A fixed pool: more concurrent requests than connections wait their turn for one, and a request that has
-        # none within `pool_timeout_seconds` is answered 503 `database_unavailable`. Connections opened beyond the
-        # pool under load would be closed again as soon as they are returned: a new Postgres backend per request,
-        # which the load benchmark measured costing a fifth of the reads a process serves. No request holds two
+        # Under more concurrent requests than `pool_size`, up to `pool_overflow` more connections are opened, each
+        # closed again when it is returned to a full pool; past that, requests wait (at most `pool_timeout_seconds`,
+        # then 503 `database_unavailable`). With no overflow the pool is fixed: no new Postgres backend per request
+        # under load, but SQLAlchemy's queue lets a newcomer take a returned connection before a waiter does, so at
+        # saturation the slowest waits grow long (docs/operations.md has the figures). No request holds two
         # connections at once (tests/api/test_pool.py), so a fixed pool cannot deadlock on itself.
-        max_overflow=0,
+        pool_size=pool_size,
+        max_overflow=pool_overflow,
         pool_timeout=pool_timeout_seconds,
         # No ping before each use (a round trip per request). A connection that died (Postgres restarted) fails the
         # one request that meets it, answered 503 `database_unavailable` (retry: it is safe); SQLAlchemy then drops

@@ -7,7 +7,7 @@
   path and how it ended (`ok`, or the adapter's error: `TikTokTimeout`, `TikTokRequestRejected`...). The adapter
   imports nothing above it: it is handed `TikTokCallMetrics` as its observer.
 - `spark_tiktok_budget_wait_seconds`: how long each call waited for a turn of the shared rate budget.
-- `spark_db_pool_connections{state}`: the process's pool, in use and idle (it never grows past its size).
+- `spark_db_pool_connections{state}`: the process's pool, in use, idle, and overflow.
 - The domain's own, read from Postgres by `refresh_forever` every `DOMAIN_REFRESH_SECONDS` whatever the number of
   scrapes (each Prometheus server scraping every 15 s must not mean a count of the authorizations each time):
   `spark_authorizations{status}`, `spark_ad_account_spark_ads{advertiser_id, kind}` (used and limit),
@@ -143,6 +143,7 @@ async def refresh(engine: AsyncEngine, *, reconcile_period_seconds: int) -> None
     pool: Any = engine.pool
     DB_POOL.labels(state="in_use").set(pool.checkedout())
     DB_POOL.labels(state="idle").set(pool.checkedin())
+    DB_POOL.labels(state="overflow").set(max(pool.overflow(), 0))
     async with engine.connect() as connection:
         statuses = (await connection.execute(_AUTHORIZATIONS_BY_STATUS)).all()
         accounts = (await connection.execute(_SPARK_ADS_BY_ACCOUNT)).all()

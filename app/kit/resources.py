@@ -54,6 +54,7 @@ async def open_resources(
     engine = create_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
+        pool_overflow=settings.database_pool_overflow,
         connect_timeout_seconds=settings.database_connect_timeout_seconds,
         pool_timeout_seconds=settings.database_pool_timeout_seconds,
     )

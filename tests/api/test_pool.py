@@ -1,6 +1,6 @@
-"""A process's pool never grows past DATABASE_POOL_SIZE (app/kit/db.py): more concurrent requests wait for a
-connection rather than each opening one. That is safe only because no request holds two connections at once; one
-that did would deadlock a pool of one on itself. So every kind of request here runs on a pool of one connection,
+"""A fixed pool (DATABASE_POOL_OVERFLOW=0, app/kit/db.py): more concurrent requests wait for a connection rather
+than each opening one. That is safe only because no request holds two connections at once; one that did would
+deadlock a pool of one on itself. So every kind of request here runs on a pool of one connection and no overflow,
 where a request waiting for a second connection would be answered 503 after the pool's timeout."""
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ ACCOUNT = f"/v1/advertisers/{ADVERTISER_ID}"
 def _one_connection(settings: Settings) -> Settings:
     # Two seconds: long enough for any request here to be served, short enough that a wait for a second
     # connection fails the test quickly instead of hanging it.
-    return settings.model_copy(update={"database_pool_size": 1, "database_pool_timeout_seconds": 2.0})
+    return settings.model_copy(
+        update={"database_pool_size": 1, "database_pool_overflow": 0, "database_pool_timeout_seconds": 2.0}
+    )
 
 
 def _ok(response: httpx.Response, *statuses: int) -> dict[str, Any]:
