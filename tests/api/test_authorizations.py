@@ -24,7 +24,7 @@ from app.kit import clock
 from app.kit.crypto import SecretBox
 from dev.sandbox.app import create_sandbox_app
 from tests.api.helpers import CountingTransport, apply, assert_problem, count_rows, dump_database
-from tests.conftest import ADVERTISER_ID, register_advertiser, serving
+from tests.conftest import ADVERTISER_ID, SHORT_DEADLINE_SECONDS, register_advertiser, serving
 
 VIDEO_30D = "#SBX+video/30d="
 VIDEO_7D = "#SBX+video/7d="
@@ -342,7 +342,9 @@ class TestTikTokFaults:
             ("#SBX+fault/system-error=", 503, "tiktok_unavailable"),
             ("#SBX+fault/http-503=", 503, "tiktok_unavailable"),
             ("#SBX+fault/malformed=", 502, "tiktok_bad_response"),
-            ("#SBX+fault/slow=", 504, "tiktok_timeout"),
+            pytest.param(
+                "#SBX+fault/slow=", 504, "tiktok_timeout", marks=pytest.mark.tiktok_deadline(SHORT_DEADLINE_SECONDS)
+            ),
         ],
     )
     async def test_fault_is_answered_retryable_and_writes_nothing(

@@ -29,7 +29,7 @@ from tests.api.helpers import (
     count_rows,
     dump_database,
 )
-from tests.conftest import ADVERTISER_ID, API_KEY, API_KEY_SECRET, Running
+from tests.conftest import ADVERTISER_ID, API_KEY, API_KEY_SECRET, SHORT_DEADLINE_SECONDS, Running
 
 VIDEO_30D = "#SBX+video/30d="
 VIDEO_7D = "#SBX+video/7d="
@@ -277,6 +277,7 @@ class TestRetryableAnswersAreNotKept:
         assert succeeded.status_code == 201, succeeded.text
         assert_replay_of(await _apply(started.client, VIDEO_30D, key), succeeded)
 
+    @pytest.mark.tiktok_deadline(SHORT_DEADLINE_SECONDS)
     async def test_a_lost_authorize_answer_is_not_kept_and_the_retry_settles_it(
         self, service: Service, sandbox: Any, db: AsyncEngine
     ) -> None:

@@ -31,7 +31,14 @@ from tests.api.helpers import (
     count_rows,
     losing_first_authorize_answer,
 )
-from tests.conftest import ADVERTISER_ID, StoppablePostgres, register_advertiser, running, serving
+from tests.conftest import (
+    ADVERTISER_ID,
+    SHORT_DEADLINE_SECONDS,
+    StoppablePostgres,
+    register_advertiser,
+    running,
+    serving,
+)
 
 VIDEO_30D = "#SBX+video/30d="
 VIDEO_60D = "#SBX+video/60d="
@@ -190,6 +197,7 @@ class TestPostgresFailingAfterTikTokApplied:
             await connection.execute(text("DROP TRIGGER IF EXISTS refuse_activation ON authorizations"))
             await connection.execute(text("DROP FUNCTION IF EXISTS refuse_activation()"))
 
+    @pytest.mark.tiktok_deadline(SHORT_DEADLINE_SECONDS)  # the 409 waits that long for the request that failed
     async def test_the_pending_authorization_is_kept_and_a_retry_settles_it_without_applying_again(
         self, service: Any, settings: Settings, db: AsyncEngine, activation_fails: None
     ) -> None:
@@ -254,6 +262,7 @@ class TestPostgresFailingAfterTikTokApplied:
 class TestTikTokAnswerLost:
     """TikTok's authorize is not confirmed idempotent: a retry settles by reading TikTok, never applies twice."""
 
+    @pytest.mark.tiktok_deadline(SHORT_DEADLINE_SECONDS)
     async def test_authorize_that_applies_then_times_out_is_settled_by_the_retry(
         self, service: Any, db: AsyncEngine
     ) -> None:
@@ -358,6 +367,7 @@ class TestPostgresUnavailable:
                 )
             ).status_code == 201
 
+    @pytest.mark.tiktok_deadline(SHORT_DEADLINE_SECONDS)  # the 409 waits that long for the request that failed
     async def test_postgres_stopping_mid_apply(
         self, settings: Settings, stoppable_postgres: StoppablePostgres, fast_retries: None
     ) -> None:
