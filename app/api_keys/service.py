@@ -12,6 +12,7 @@ from app.api_keys import cache, repository
 from app.api_keys.access import Caller
 from app.api_keys.errors import AdminRequired, ApiKeyNotFound, CannotRevokeOwnKey, ScopeRequired
 from app.api_keys.models import ApiKey, HashScheme, Scope
+from app.kit import metrics
 from app.kit.crypto import KeyHasher, hash_api_key
 from app.kit.errors import NotAuthenticated
 from app.kit.pagination import PageParams
@@ -57,7 +58,10 @@ async def authenticate_cached(
         raise NotAuthenticated("Send `Authorization: Bearer <api key>`.")
     keyed = hasher.hash(key)
     caller = keys.get(keyed)
-    if caller is None:
+    if caller is not None:
+        metrics.API_KEY_CACHE_HIT.inc()
+    else:
+        metrics.API_KEY_CACHE_MISS.inc()
         read_at = keys.clock()
         async with sessions() as session:
             caller = await authenticate(session, hasher, key=key)

@@ -82,6 +82,13 @@ WEBHOOK_PENDING = Gauge("spark_webhook_deliveries_pending", "Webhook deliveries 
 REFRESH_FAILURES = Counter(
     "spark_metrics_refresh_failures_total", "Rounds in which the domain's gauges could not be read from Postgres."
 )
+API_KEY_CACHE = Counter(
+    "spark_api_key_cache_lookups_total",
+    "Requests' API keys looked up in this process's cache: a `hit` needs no round trip, a `miss` reads Postgres.",
+    ["result"],
+)
+API_KEY_CACHE_HIT = API_KEY_CACHE.labels(result="hit")
+API_KEY_CACHE_MISS = API_KEY_CACHE.labels(result="miss")
 RECONCILE_OVERDUE = Gauge(
     "spark_reconciliation_overdue_ad_accounts",
     "Ad accounts whose reconciliation has been due for more than RECONCILE_PERIOD_SECONDS.",

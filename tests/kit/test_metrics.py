@@ -68,6 +68,28 @@ async def test_requests_tiktok_calls_and_the_domain_are_measured(
     assert ("spark_webhook_deliveries_pending", ()) in after
 
 
+async def test_api_key_lookups_are_counted_as_hits_and_misses(
+    settings: Settings, db: AsyncEngine, sandbox: Any
+) -> None:
+    """A key is read from Postgres at its first request (a miss), then served from the cache (hits); a key that
+    does not authenticate is never kept, so it is a miss each time."""
+    enabled = settings.model_copy(update={"metrics_enabled": True})
+    async with running(enabled, httpx.ASGITransport(app=sandbox)) as started:
+        before = await _scrape(started.client)
+        for _ in range(3):
+            assert (await started.client.get("/v1/advertisers")).status_code == 200
+        for _ in range(2):
+            unknown = await started.client.get("/v1/advertisers", headers={"Authorization": "Bearer nope"})
+            assert unknown.status_code == 401
+        after = await _scrape(started.client)
+    name = "spark_api_key_cache_lookups_total"
+    misses = _value(after, name, result="miss") - _value(before, name, result="miss")
+    hits = _value(after, name, result="hit") - _value(before, name, result="hit")
+    # Three misses and two hits, or four and one: the cache is emptied once more when its listener has connected,
+    # which on a busy machine can come after the first request.
+    assert (misses, hits) in ((3, 2), (4, 1))
+
+
 async def test_a_tiktok_failure_is_counted_by_its_outcome(
     settings: Settings, db: AsyncEngine, sandbox: Any, fast_retries: None
 ) -> None:
