@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import subprocess
@@ -51,6 +52,13 @@ ADVERTISER_TOKEN = "sandbox-token-for-tests"
 # would fail tests that are not about deadlines. Tests that wait for the deadline to run out use a short one.
 PATIENT_DEADLINE_SECONDS = 10.0
 SHORT_DEADLINE_SECONDS = 2.0
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything imported so far lives for the whole run: out of the garbage collector's way (`gc.freeze`), so
+    that each full collection walks only what the tests made. About 5% of the suite's time."""
+    gc.collect()
+    gc.freeze()
 
 
 # --- no internet --------------------------------------------------------------------------------------------
