@@ -9,9 +9,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-# A server whose data is thrown away after the run needs no crash safety: commits do not wait for the disk. On a
-# busy CI machine a flush can take seconds, long enough to run out a test's TikTok deadline. A clean stop still
-# writes everything, so a test that stops and starts its server loses nothing.
+# A server whose data is thrown away after the run needs no crash safety: its commits need not wait for the disk,
+# which a shared CI machine can make slow and uneven. A clean stop still writes everything, so a test that stops
+# and starts its server loses nothing.
 _NOT_DURABLE = """
 ALTER SYSTEM SET fsync = off;
 ALTER SYSTEM SET synchronous_commit = off;
