@@ -65,7 +65,7 @@ class Security:
 
 
 def install_contract(
-    app: FastAPI, *, kind_level: Callable[[str], list[type[ProblemError]]], security: Security | None = None
+    app: FastAPI, *, kind_level: Callable[[str], list[type[ProblemError]]], security: Security
 ) -> None:
     """Serve the finished document at /openapi.json (and to `make openapi`). `kind_level(path)` names the
     problems every operation under `path` can answer besides its own (authentication, scopes); `security`, the
@@ -93,10 +93,9 @@ def finish(
     schema: dict[str, Any],
     *,
     kind_level: Callable[[str], list[type[ProblemError]]],
-    security: Security | None = None,
+    security: Security,
 ) -> None:
-    if security is not None:
-        _document_security(schema, security)
+    _document_security(schema, security)
     idempotency.document_openapi(schema)
     problems = {problem.reason: problem for problem in every_problem()}
     components = schema.setdefault("components", {})
