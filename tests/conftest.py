@@ -52,6 +52,18 @@ ADVERTISER_TOKEN = "sandbox-token-for-tests"
 # would fail tests that are not about deadlines. Tests that wait for the deadline to run out use a short one.
 PATIENT_DEADLINE_SECONDS = 10.0
 SHORT_DEADLINE_SECONDS = 2.0
+# Postgres settings that leave the planner one way to join a `WHERE x IN (subquery)`: the subquery as the inner side
+# of a nested loop, run again for every outer row, nothing hashed or stored, and the plan generic (as a prepared
+# statement gets after five runs). Postgres picks that plan by itself on small analysed tables; a statement that
+# must act on at most N rows is tested under it (connect_args={"server_settings": RESCANNING_PLANNER}).
+RESCANNING_PLANNER = {
+    "plan_cache_mode": "force_generic_plan",
+    "enable_hashjoin": "off",
+    "enable_mergejoin": "off",
+    "enable_hashagg": "off",
+    "enable_sort": "off",
+    "enable_material": "off",
+}
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 import anyio
 import structlog
 from fastapi.security.utils import get_authorization_scheme_param
-from sqlalchemy import CheckConstraint, Index, LargeBinary, SmallInteger, String, delete, select, tuple_, update
+from sqlalchemy import CheckConstraint, Index, LargeBinary, SmallInteger, String, delete, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -177,8 +177,18 @@ async def purge_expired(
     expired = select(IdempotencyKey.caller, IdempotencyKey.key).where(IdempotencyKey.expires_at <= now)
     if caller is not None:
         expired = expired.where(IdempotencyKey.caller == caller)
-    expired = expired.order_by(IdempotencyKey.expires_at).limit(limit).with_for_update(skip_locked=True)
-    statement = delete(IdempotencyKey).where(tuple_(IdempotencyKey.caller, IdempotencyKey.key).in_(expired))
+    # A MATERIALIZED CTE, run once: as a bare `IN (subquery)` Postgres may run the subquery again for every row, each
+    # run skipping what this statement already deleted, and the LIMIT then bounds nothing (app/reconcile/repository.py).
+    picked = (
+        expired.order_by(IdempotencyKey.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED")
+    )
+    statement = delete(IdempotencyKey).where(
+        IdempotencyKey.caller == picked.c.caller, IdempotencyKey.key == picked.c.key
+    )
     result = await session.execute(statement, execution_options={"synchronize_session": False})
     deleted: int = getattr(result, "rowcount", 0)
     return deleted

@@ -86,20 +86,26 @@ async def record_pass(session: AsyncSession, advertiser_id: uuid.UUID, *, error:
 
 async def pick_due(session: AsyncSession, *, now: datetime, hold_until: datetime, limit: int) -> list[uuid.UUID]:
     """The ad accounts due by `now`, oldest due first, at most `limit`, each pushed to `hold_until` in the same
-    statement (rows taken `FOR UPDATE SKIP LOCKED`), so that two ticks at once never pick one twice."""
+    statement (rows taken `FOR UPDATE SKIP LOCKED`), so that two ticks at once never pick one twice.
+
+    The pick is a MATERIALIZED CTE, run once. As `WHERE id IN (SELECT ... LIMIT ... FOR UPDATE SKIP LOCKED)`
+    Postgres may plan the subquery as the inner side of a nested loop and run it again for every row: each run
+    skips the rows this very statement has just updated and locks the next, so the LIMIT bounds nothing (on a small
+    analysed table under a generic plan it picked all three rows where one was asked for)."""
     rows = await session.execute(
         text(
             """
-            UPDATE advertisers SET reconcile_due_at = :hold_until
-            WHERE id IN (
+            WITH picked AS MATERIALIZED (
                 SELECT id FROM advertisers
                 WHERE reconcile_due_at <= :now
                 ORDER BY reconcile_due_at
                 LIMIT :batch
                 FOR UPDATE SKIP LOCKED
             )
-            AND reconcile_due_at <= :now
-            RETURNING id
+            UPDATE advertisers SET reconcile_due_at = :hold_until
+            FROM picked
+            WHERE advertisers.id = picked.id AND advertisers.reconcile_due_at <= :now
+            RETURNING advertisers.id
             """
         ),
         {"now": now, "hold_until": hold_until, "batch": limit},

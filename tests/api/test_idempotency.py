@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from app.kit import clock
 from app.kit.crypto import KeyHasher
-from app.kit.idempotency import RETENTION
+from app.kit.idempotency import RETENTION, purge_expired
 from tests.api.helpers import (
     CountingTransport,
     GatedTransport,
@@ -29,7 +29,14 @@ from tests.api.helpers import (
     count_rows,
     dump_database,
 )
-from tests.conftest import ADVERTISER_ID, API_KEY, API_KEY_SECRET, SHORT_DEADLINE_SECONDS, Running
+from tests.conftest import (
+    ADVERTISER_ID,
+    API_KEY,
+    API_KEY_SECRET,
+    RESCANNING_PLANNER,
+    SHORT_DEADLINE_SECONDS,
+    Running,
+)
 
 VIDEO_30D = "#SBX+video/30d="
 VIDEO_7D = "#SBX+video/7d="
@@ -425,6 +432,29 @@ class TestExpiry:
         remaining = {(bytes(entry["caller"]), entry["key"]) for entry in await _entries(db)}
         other_caller = _caller(created.json()["key"])
         assert remaining == {(_caller(API_KEY), "c"), (other_caller, "a"), (other_caller, "b")}
+
+    async def test_a_purge_deletes_at_most_its_batch_whatever_plan_postgres_chooses(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine, database_url: str
+    ) -> None:
+        """The batch bounds each claim's work, under any plan: a bare `IN (... LIMIT 1 FOR UPDATE SKIP LOCKED)`, run
+        again for every row, skipped what it had just deleted each time and deleted all three."""
+        for name in ("a", "b", "c"):
+            path = f"/v1/advertisers/{ADVERTISER_ID}"
+            response = await client.patch(path, json={"name": name}, headers={"Idempotency-Key": name})
+            assert response.status_code == 200
+        async with db.begin() as connection:
+            await connection.execute(
+                text("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' * (200 - ascii(key))")
+            )
+        engine = create_async_engine(database_url, connect_args={"server_settings": RESCANNING_PLANNER})
+        try:
+            async with async_sessionmaker(engine).begin() as session:
+                purged = await purge_expired(session, now=clock.utcnow(), limit=1)
+        finally:
+            await engine.dispose()
+
+        assert purged == 1
+        assert sorted(entry["key"] for entry in await _entries(db)) == ["b", "c"]  # "a" expired first
 
 
 class TestAbandoned:
