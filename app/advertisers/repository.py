@@ -3,12 +3,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
-from sqlalchemy import func, select, tuple_, update
+import asyncpg
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.advertisers.models import Advertiser
 from app.kit import actor
+from app.kit.db import DriverStatement
 from app.kit.pagination import Cursor
 
 
@@ -19,6 +21,17 @@ async def get_by_tiktok_id(
     if for_update:
         statement = statement.with_for_update()
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+_ID_BY_TIKTOK_ID = DriverStatement.of(
+    select(Advertiser.id).where(Advertiser.tiktok_advertiser_id == bindparam("tiktok_advertiser_id"))
+)
+
+
+async def find_id(connection: asyncpg.Connection, tiktok_advertiser_id: str) -> uuid.UUID | None:
+    """The ad account's id, on a driver connection (for the reads served without the ORM); None if unknown."""
+    row = await _ID_BY_TIKTOK_ID.fetchrow(connection, tiktok_advertiser_id=tiktok_advertiser_id)
+    return None if row is None else row["id"]
 
 
 async def list_page(

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import uuid
+
+import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -75,6 +78,14 @@ async def get(session: AsyncSession, *, tiktok_advertiser_id: str) -> Advertiser
     if advertiser is None:
         raise AdvertiserNotFound(f"Ad account {tiktok_advertiser_id} is not registered with this service.")
     return advertiser
+
+
+async def find_id(connection: asyncpg.Connection, *, tiktok_advertiser_id: str) -> uuid.UUID:
+    """The registered ad account's id, on a driver connection, or AdvertiserNotFound."""
+    advertiser_id = await repository.find_id(connection, tiktok_advertiser_id)
+    if advertiser_id is None:
+        raise AdvertiserNotFound(f"Ad account {tiktok_advertiser_id} is not registered with this service.")
+    return advertiser_id
 
 
 async def update(

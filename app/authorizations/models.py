@@ -166,11 +166,7 @@ class Authorization(IdMixin, TimestampMixin, WrittenByMixin, Base):
     tiktok_checked_at: Mapped[datetime | None]
 
     def _status_at(self, now: datetime) -> AuthorizationStatus:
-        if self.state == AuthorizationState.active and self.revoked_at is not None:
-            return AuthorizationStatus.revoked
-        if self.state == AuthorizationState.active and self.auth_end_at is not None and self.auth_end_at <= now:
-            return AuthorizationStatus.expired
-        return AuthorizationStatus(self.state)
+        return status_of(self.state, revoked_at=self.revoked_at, auth_end_at=self.auth_end_at, now=now)
 
     def _status_at_sql(cls, now: datetime) -> ColumnElement[str]:
         # The same rule as `_status_at`, as SQL, so that a filter by status agrees with what each row reads as.
@@ -202,16 +198,73 @@ class Authorization(IdMixin, TimestampMixin, WrittenByMixin, Base):
 
     def warnings(self) -> list[tuple[str, str]]:
         """What a caller should know before using the post in an ad: (reason, detail) pairs."""
-        if self.is_private():  # D5
-            return [
-                (
-                    "post_will_become_public",
-                    "The post is private: it becomes public while it runs as an ad unless the ad is set to "
-                    "'only show as ad' (dark_post_status ON).",
-                )
-            ]
-        return []
+        return warnings_of(self.post_status)
 
 
 _PRIVATE = frozenset({PostStatus.private, PostStatus.friends_only})
 _GONE = frozenset({PostStatus.deleted, PostStatus.banned, PostStatus.removed})
+
+
+# The rules above, on the columns alone: what a read served without the ORM (repository.read_one) applies.
+
+
+def status_of(
+    state: str, *, revoked_at: datetime | None, auth_end_at: datetime | None, now: datetime
+) -> AuthorizationStatus:
+    """D3: an active authorization reads as expired once its window has ended; revoked once TikTok no longer
+    has it; every other state as itself."""
+    if state == AuthorizationState.active and revoked_at is not None:
+        return AuthorizationStatus.revoked
+    if state == AuthorizationState.active and auth_end_at is not None and auth_end_at <= now:
+        return AuthorizationStatus.expired
+    return AuthorizationStatus(state)
+
+
+def warnings_of(post_status: str) -> list[tuple[str, str]]:
+    """(reason, detail) pairs a caller should know before using the post in an ad."""
+    if PostStatus.parse(post_status) in _PRIVATE:  # D5
+        return [
+            (
+                "post_will_become_public",
+                "The post is private: it becomes public while it runs as an ad unless the ad is set to "
+                "'only show as ad' (dark_post_status ON).",
+            )
+        ]
+    return []
+
+
+# What an authorization's read is made of: its own columns, its ad account's TikTok id, and, for a Duet/Stitch, its
+# original post's authorization's columns (prefixed `original_`). `repository.read_one` selects
+# exactly these; `schemas.AuthorizationRead.from_row` reads them.
+READ_COLUMNS = (
+    "id",
+    "item_id",
+    "item_type",
+    "identity_type",
+    "identity_id",
+    "tiktok_name",
+    "caption",
+    "duration_seconds",
+    "post_status",
+    "origin_kind",
+    "original_item_id",
+    "original_authorization_id",
+    "auth_start_at",
+    "auth_end_at",
+    "code_start_at",
+    "code_end_at",
+    "tiktok_auth_status",
+    "state",
+    "auth_code_hint",
+    "active_ads",
+    "unauthorized_at",
+    "revoked_at",
+    "tiktok_caption",
+    "caption_changed_at",
+    "tiktok_checked_at",
+    "created_by_api_key_id",
+    "updated_by_api_key_id",
+    "created_at",
+    "updated_at",
+)
+ORIGINAL_READ_COLUMNS = ("code_start_at", "code_end_at", "identity_type", "identity_id", "tiktok_name")

@@ -4,13 +4,22 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased, joinedload
 
-from app.authorizations.models import Authorization, AuthorizationState, AuthorizationStatus
+from app.advertisers.models import Advertiser
+from app.authorizations.models import (
+    ORIGINAL_READ_COLUMNS,
+    READ_COLUMNS,
+    Authorization,
+    AuthorizationState,
+    AuthorizationStatus,
+)
+from app.kit.db import DriverStatement
 from app.kit.pagination import Cursor
 
 # What every read needs: the ad account, and for a Duet/Stitch its original post's authorization (its creator and
@@ -30,6 +39,73 @@ _GET = select(Authorization).options(*LOADED).where(Authorization.id == bindpara
 
 async def get(session: AsyncSession, authorization_id: uuid.UUID) -> Authorization | None:
     return (await session.execute(_GET, {"authorization_id": authorization_id})).scalar_one_or_none()
+
+
+# The reads callers poll, on the driver's connection (app.kit.db.driver_connection): READ_COLUMNS, the ad account's
+# TikTok id and the original's `original_*` columns (null when it has none), in one statement compiled once.
+_original = aliased(Authorization, name="original")
+_READ = (
+    select(
+        *(Authorization.__table__.c[name] for name in READ_COLUMNS),
+        Advertiser.tiktok_advertiser_id,
+        *(getattr(_original, name).label("original_" + name) for name in ORIGINAL_READ_COLUMNS),
+    )
+    .join(Advertiser, Advertiser.id == Authorization.advertiser_id)
+    .outerjoin(_original, _original.id == Authorization.original_authorization_id)
+)
+_READ_ONE = DriverStatement.of(_READ.where(Authorization.id == bindparam("authorization_id")))
+
+
+async def read_one(connection: asyncpg.Connection, authorization_id: uuid.UUID) -> asyncpg.Record | None:
+    """The authorization as a read row (models.READ_COLUMNS); None when there is no such authorization."""
+    return await _READ_ONE.fetchrow(connection, authorization_id=authorization_id)
+
+
+def _read_page(*, by_status: bool, after: bool) -> DriverStatement:
+    statement = (
+        _READ.where(Authorization.advertiser_id == bindparam("advertiser_id"))
+        .order_by(Authorization.created_at.desc(), Authorization.id.desc())
+        .limit(bindparam("limit"))
+    )
+    if by_status:
+        at: Any = bindparam("now", type_=Authorization.created_at.type)  # the rule takes a datetime or its parameter
+        statement = statement.where(Authorization.status_at(at) == bindparam("status"))
+    if after:
+        created_at: Any = bindparam("after_created_at")
+        row_id: Any = bindparam("after_id")
+        statement = statement.where(
+            or_(
+                Authorization.created_at < created_at,
+                and_(Authorization.created_at == created_at, Authorization.id < row_id),
+            )
+        )
+    return DriverStatement.of(statement)
+
+
+_READ_PAGE = {
+    (by_status, after): _read_page(by_status=by_status, after=after)
+    for by_status in (False, True)
+    for after in (False, True)
+}
+
+
+async def read_page(
+    connection: asyncpg.Connection,
+    *,
+    advertiser_id: uuid.UUID,
+    now: datetime,
+    status: AuthorizationStatus | None,
+    after: Cursor | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A page of the ad account's authorizations as read rows, newest first; one row more than `limit`, so the
+    caller knows whether another page follows."""
+    params: dict[str, Any] = {"advertiser_id": advertiser_id, "limit": limit + 1}
+    if status is not None:
+        params |= {"now": now, "status": status.value}
+    if after is not None:
+        params |= {"after_created_at": after.created_at, "after_id": after.id}
+    return await _READ_PAGE[status is not None, after is not None].fetch(connection, **params)
 
 
 async def get_for_update(session: AsyncSession, authorization_id: uuid.UUID) -> Authorization | None:
@@ -146,35 +222,6 @@ async def list_unsettled(session: AsyncSession, *, now: datetime, limit: int) ->
         .order_by(Authorization.created_at, Authorization.id)
         .limit(limit)
     )
-    return list((await session.execute(statement)).scalars().all())
-
-
-async def list_page(
-    session: AsyncSession,
-    *,
-    advertiser_id: uuid.UUID,
-    now: datetime,
-    status: AuthorizationStatus | None,
-    after: Cursor | None,
-    limit: int,
-) -> list[Authorization]:
-    """Newest first; one row more than `limit`, so the caller knows whether another page follows."""
-    statement = (
-        select(Authorization)
-        .options(*LOADED)
-        .where(Authorization.advertiser_id == advertiser_id)
-        .order_by(Authorization.created_at.desc(), Authorization.id.desc())
-        .limit(limit + 1)
-    )
-    if status is not None:
-        statement = statement.where(Authorization.status_at(now) == status.value)
-    if after is not None:
-        statement = statement.where(
-            or_(
-                Authorization.created_at < after.created_at,
-                and_(Authorization.created_at == after.created_at, Authorization.id < after.id),
-            )
-        )
     return list((await session.execute(statement)).scalars().all())
 
 

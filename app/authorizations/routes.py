@@ -6,7 +6,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic.json_schema import SkipJsonSchema
 
-from app.advertisers import service as advertisers
 from app.advertisers.errors import AdvertiserNotFound
 from app.advertisers.routes import AccessibleAdvertiserId
 from app.api_keys.dependencies import CurrentCaller
@@ -34,7 +33,7 @@ from app.authorizations.schemas import (
 )
 from app.kit.clock import Now
 from app.kit.contract import CALLS_TIKTOK
-from app.kit.db import DbSession, Sessions
+from app.kit.db import DriverConnection, Sessions
 from app.kit.deps import AppSettings, Secrets, TikTok
 from app.kit.errors import CursorInvalid, problem_responses
 from app.kit.idempotency import mark_not_to_replay
@@ -227,7 +226,7 @@ async def unauthorize_authorization(
 )
 async def list_authorizations(
     tiktok_advertiser_id: AccessibleAdvertiserId,
-    session: DbSession,
+    connection: DriverConnection,
     now: Now,
     page: Annotated[PageParams, Depends(page_params)],
     status_filter: Annotated[
@@ -236,11 +235,10 @@ async def list_authorizations(
     ] = None,
 ) -> AuthorizationPage:
     """Newest first, a page at a time."""
-    advertiser = await advertisers.get(session, tiktok_advertiser_id=tiktok_advertiser_id)
-    rows, next_cursor = await service.list_for_advertiser(
-        session, advertiser=advertiser, status=status_filter, page=page, now=now
+    rows, next_cursor = await service.read_page(
+        connection, tiktok_advertiser_id=tiktok_advertiser_id, status=status_filter, page=page, now=now
     )
-    return AuthorizationPage(items=[AuthorizationRead.from_model(row, now) for row in rows], next_cursor=next_cursor)
+    return AuthorizationPage(items=[AuthorizationRead.from_row(row, now) for row in rows], next_cursor=next_cursor)
 
 
 @router.get(
@@ -250,7 +248,7 @@ async def list_authorizations(
     responses=problem_responses(AuthorizationNotFound),
 )
 async def get_authorization(
-    authorization_id: uuid.UUID, session: DbSession, now: Now, caller: CurrentCaller
+    authorization_id: uuid.UUID, connection: DriverConnection, now: Now, caller: CurrentCaller
 ) -> AuthorizationRead:
-    authorization = await service.get(session, authorization_id=authorization_id, caller=caller)
-    return AuthorizationRead.from_model(authorization, now)
+    row = await service.read(connection, authorization_id=authorization_id, caller=caller)
+    return AuthorizationRead.from_row(row, now)

@@ -1,13 +1,23 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from app.authorizations.models import Authorization, AuthorizationStatus, IdentityType, OriginKind
+from app.authorizations.models import (
+    ORIGINAL_READ_COLUMNS,
+    READ_COLUMNS,
+    Authorization,
+    AuthorizationStatus,
+    IdentityType,
+    OriginKind,
+    status_of,
+    warnings_of,
+)
 from app.kit.bodies import RequestBody
 from app.kit.errors import Problem
 from app.kit.pagination import Page
@@ -155,57 +165,65 @@ class AuthorizationRead(BaseModel):
     def from_model(cls, authorization: Authorization, now: datetime, *, reordered: bool = False) -> AuthorizationRead:
         """What a caller sees of `authorization` at `now` (one `now` per request: see app.kit.clock). `reordered`:
         the answer to an apply whose two codes were given the other way round says so."""
+        return cls.from_row(row_of(authorization), now, reordered=reordered)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], now: datetime, *, reordered: bool = False) -> AuthorizationRead:
+        """The same from a row of models.READ_COLUMNS (as repository.read_one fetches it, or `row_of` makes it)."""
         creator = Creator(
-            identity_type=IdentityType(authorization.identity_type),
-            identity_id=authorization.identity_id,
-            tiktok_name=authorization.tiktok_name,
+            identity_type=IdentityType(row["identity_type"]),
+            identity_id=row["identity_id"],
+            tiktok_name=row["tiktok_name"],
         )
         original = None
         primary = None
-        if authorization.origin_kind and authorization.original_item_id:
-            # Loaded with every read (repository.LOADED): the original post's own authorization.
-            original_row = authorization.original_authorization if authorization.original_authorization_id else None
+        if row["origin_kind"] and row["original_item_id"]:
+            # The original post's own authorization, read with it (its columns prefixed `original_`), if any.
+            has_original = row["original_authorization_id"] is not None
             original = OriginalPost(
-                kind=OriginKind(authorization.origin_kind),
-                item_id=authorization.original_item_id,
-                authorization_id=authorization.original_authorization_id,
+                kind=OriginKind(row["origin_kind"]),
+                item_id=row["original_item_id"],
+                authorization_id=row["original_authorization_id"],
                 code_window=(
-                    Window(start_at=original_row.code_start_at, end_at=original_row.code_end_at)
-                    if original_row is not None
+                    Window(start_at=row["original_code_start_at"], end_at=row["original_code_end_at"])
+                    if has_original
                     else None
                 ),
             )
-            if original_row is not None:
+            if has_original:
                 primary = Creator(
-                    identity_type=IdentityType(original_row.identity_type),
-                    identity_id=original_row.identity_id,
-                    tiktok_name=original_row.tiktok_name,
+                    identity_type=IdentityType(row["original_identity_type"]),
+                    identity_id=row["original_identity_id"],
+                    tiktok_name=row["original_tiktok_name"],
                 )
+        status = status_of(row["state"], revoked_at=row["revoked_at"], auth_end_at=row["auth_end_at"], now=now)
         return cls(
-            id=authorization.id,
-            advertiser_id=authorization.advertiser.tiktok_advertiser_id,
-            item_id=authorization.item_id,
-            item_type=ItemType(authorization.item_type),
+            id=row["id"],
+            advertiser_id=row["tiktok_advertiser_id"],
+            item_id=row["item_id"],
+            item_type=ItemType(row["item_type"]),
             creator=creator,
             primary_creator=primary,
             secondary_creator=creator if original is not None else None,
-            caption=authorization.caption,
-            video_duration_seconds=authorization.duration_seconds,
-            post_status=PostStatus.parse(authorization.post_status),
+            caption=row["caption"],
+            video_duration_seconds=row["duration_seconds"],
+            post_status=PostStatus.parse(row["post_status"]),
             original_post=original,
-            auth_start_at=authorization.auth_start_at,
-            auth_end_at=authorization.auth_end_at,
-            code_window=Window(start_at=authorization.code_start_at, end_at=authorization.code_end_at),
-            tiktok_auth_status=authorization.tiktok_auth_status,
-            status=authorization.status_at(now),
-            code_hint=authorization.auth_code_hint,
-            active_ads=authorization.active_ads,
-            unauthorized_at=authorization.unauthorized_at,
-            revoked_at=authorization.revoked_at,
-            tiktok_caption=authorization.tiktok_caption,
-            caption_changed_at=authorization.caption_changed_at,
-            tiktok_checked_at=authorization.tiktok_checked_at,
-            warnings=[AuthorizationWarning(reason=WarningReason(r), detail=d) for r, d in authorization.warnings()]
+            auth_start_at=row["auth_start_at"],
+            auth_end_at=row["auth_end_at"],
+            code_window=Window(start_at=row["code_start_at"], end_at=row["code_end_at"]),
+            tiktok_auth_status=row["tiktok_auth_status"],
+            status=status,
+            code_hint=row["auth_code_hint"],
+            active_ads=row["active_ads"],
+            unauthorized_at=row["unauthorized_at"],
+            revoked_at=row["revoked_at"],
+            tiktok_caption=row["tiktok_caption"],
+            caption_changed_at=row["caption_changed_at"],
+            tiktok_checked_at=row["tiktok_checked_at"],
+            warnings=[
+                AuthorizationWarning(reason=WarningReason(r), detail=d) for r, d in warnings_of(row["post_status"])
+            ]
             + (
                 [
                     AuthorizationWarning(
@@ -217,11 +235,21 @@ class AuthorizationRead(BaseModel):
                 if reordered
                 else []
             ),
-            created_by_api_key_id=authorization.created_by_api_key_id,
-            updated_by_api_key_id=authorization.updated_by_api_key_id,
-            created_at=authorization.created_at,
-            updated_at=authorization.updated_at,
+            created_by_api_key_id=row["created_by_api_key_id"],
+            updated_by_api_key_id=row["updated_by_api_key_id"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
         )
+
+
+def row_of(authorization: Authorization) -> dict[str, Any]:
+    """An ORM authorization (its ad account and original loaded: repository.LOADED) as a row of READ_COLUMNS."""
+    row = {name: getattr(authorization, name) for name in READ_COLUMNS}
+    row["tiktok_advertiser_id"] = authorization.advertiser.tiktok_advertiser_id
+    original = authorization.original_authorization if authorization.original_authorization_id else None
+    for name in ORIGINAL_READ_COLUMNS:
+        row["original_" + name] = getattr(original, name) if original is not None else None
+    return row
 
 
 class AuthorizationBatchCreate(RequestBody):

@@ -17,9 +17,12 @@ import time_machine
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.authorizations import repository
+from app.authorizations.models import Authorization
+from app.authorizations.schemas import AuthorizationRead
 from app.kit import clock
 from app.kit.crypto import SecretBox
 from dev.sandbox.app import create_sandbox_app
@@ -511,6 +514,53 @@ class TestListAuthorizations:
     async def test_unknown_authorization_is_404(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/v1/authorizations/00000000-0000-0000-0000-000000000000")
         assert_problem(response, 404, "authorization_not_found")
+
+
+class TestTheReadsCallersPoll:
+    """One authorization and the list are read on the driver's connection, without the ORM (issue 10); every other
+    answer about an authorization (applying it, un-authorizing it, its events) is built from the ORM's object. The
+    two must say the same thing, field for field."""
+
+    async def test_one_and_the_list_say_what_the_orm_says(
+        self, app: FastAPI, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
+    ) -> None:
+        for code, original in (
+            (VIDEO_30D, None),
+            ("#SBX+visibility/private=", None),  # a warning (D5)
+            ("#SBX+carousel/30d=", None),  # no duration
+            (DUET, DUET_ORIGINAL),  # a pair: its original post's authorization is part of its read
+            (STITCH_ORIGINAL, STITCH),  # given the other way round
+        ):
+            response = await apply(client, code, original)
+            assert response.status_code == 201, response.text
+        async with db.begin() as connection:
+            await connection.execute(
+                text(
+                    "UPDATE authorizations SET tiktok_caption = 'changed on TikTok', caption_changed_at = now(), "
+                    "tiktok_checked_at = now() WHERE item_type = 'CAROUSEL'"
+                )
+            )
+            await connection.execute(
+                text("UPDATE authorizations SET revoked_at = now() WHERE post_status LIKE '%ONLY_AUTHOR_SEE'")
+            )
+
+        # Now, and once the 30-day windows have ended (D3: expired is read from the window, not stored).
+        for moment in (clock.utcnow(), clock.utcnow() + timedelta(days=40)):
+            with time_machine.travel(moment, tick=False):
+                listed = (await client.get(f"/v1/advertisers/{ADVERTISER_ID}/authorizations")).json()["items"]
+                read = [(await client.get(f"/v1/authorizations/{item['id']}")).json() for item in listed]
+                async with app.state.read_sessionmaker() as session:
+                    statement = select(Authorization).options(*repository.LOADED)
+                    orm = {
+                        str(row.id): AuthorizationRead.from_model(row, clock.utcnow()).model_dump(mode="json")
+                        for row in (await session.execute(statement)).scalars()
+                    }
+            assert len(orm) == 7
+            assert {item["id"]: item for item in listed} == orm
+            assert {item["id"]: item for item in read} == orm
+            statuses = {item["status"] for item in read}
+            assert "revoked" in statuses and ({"expired"} if moment > clock.utcnow() else {"active"}) <= statuses
+            assert any(item["warnings"] for item in read) and any(item["original_post"] for item in read)
 
 
 class TestCodesStaySecret:
