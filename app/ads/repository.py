@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.ads.models import Ad, AdSource, AdState, IdentityUsage
 from app.authorizations.models import Authorization, AuthorizationState
 from app.kit import actor
+from app.kit.db import DriverStatement
 from app.kit.pagination import Cursor
 
 
@@ -121,10 +123,14 @@ _IDENTITY_USAGE_OF_ADVERTISER = (
 )
 
 
-async def identity_usage_of(session: AsyncSession, advertiser_id: uuid.UUID) -> list[tuple[str, str, int]]:
-    """The identities (type, id) of the ad account's live authorizations, each with the ads using it anywhere."""
-    rows = await session.execute(_IDENTITY_USAGE_OF_ADVERTISER, {"advertiser_id": advertiser_id})
-    return [(identity_type, identity_id, used) for identity_type, identity_id, used in rows.all()]
+_READ_IDENTITY_USAGE_OF_ADVERTISER = DriverStatement.of(_IDENTITY_USAGE_OF_ADVERTISER)
+
+
+async def identity_usage_of(connection: asyncpg.Connection, advertiser_id: uuid.UUID) -> list[tuple[str, str, int]]:
+    """The identities (type, id) of the ad account's live authorizations, each with the ads using it anywhere; on
+    a driver connection (the quota is polled before every ad is made)."""
+    rows = await _READ_IDENTITY_USAGE_OF_ADVERTISER.fetch(connection, advertiser_id=advertiser_id)
+    return [(identity_type, identity_id, used) for identity_type, identity_id, used in rows]
 
 
 async def identity_usage(session: AsyncSession, identities: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -9,13 +9,12 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from app.ads import service
 from app.ads.errors import LINK_REFUSALS, AdNotFound
 from app.ads.schemas import AdCreate, AdPage, AdRead, SparkAdsQuota
-from app.advertisers import service as advertisers
 from app.advertisers.errors import AdvertiserNotFound
 from app.advertisers.routes import AccessibleAdvertiserId
 from app.api_keys.dependencies import CurrentCaller
 from app.authorizations.errors import AuthorizationNotFound
 from app.kit.clock import Now
-from app.kit.db import DbSession
+from app.kit.db import DbSession, DriverConnection
 from app.kit.deps import AppSettings
 from app.kit.errors import CursorInvalid, problem_responses
 from app.kit.pagination import PageParams, page_params
@@ -130,8 +129,9 @@ async def remove_ad(
     responses=problem_responses(AdvertiserNotFound),
 )
 async def get_spark_ads_quota(
-    tiktok_advertiser_id: AccessibleAdvertiserId, session: DbSession, settings: AppSettings
+    tiktok_advertiser_id: AccessibleAdvertiserId, connection: DriverConnection, settings: AppSettings
 ) -> SparkAdsQuota:
     """Read from counters kept with the links: the same cost however many ads exist."""
-    advertiser = await advertisers.get(session, tiktok_advertiser_id=tiktok_advertiser_id)
-    return await service.quota(session, advertiser=advertiser, identity_ads_limit=settings.identity_ads_limit)
+    return await service.quota(
+        connection, tiktok_advertiser_id=tiktok_advertiser_id, identity_ads_limit=settings.identity_ads_limit
+    )

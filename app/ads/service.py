@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +27,7 @@ from app.ads.errors import (
 from app.ads.models import Ad, AdSource, AdState, CampaignType
 from app.ads.schemas import AdRead, IdentityQuota, SparkAdsQuota
 from app.advertisers import repository as advertisers
-from app.advertisers.models import Advertiser
+from app.advertisers import service as advertiser_accounts
 from app.api_keys.access import Caller
 from app.authorizations import repository as authorizations
 from app.authorizations.models import Authorization
@@ -244,22 +245,25 @@ async def list_page(
     return authorization, rows, page.next_cursor(rows[-1].created_at, rows[-1].id)
 
 
-async def quota(session: AsyncSession, *, advertiser: Advertiser, identity_ads_limit: int) -> SparkAdsQuota:
-    """What the ad account and its posts' identities use, against their limits: counters, not counts of ads."""
-    usage = await repository.identity_usage_of(session, advertiser.id)
+async def quota(connection: asyncpg.Connection, *, tiktok_advertiser_id: str, identity_ads_limit: int) -> SparkAdsQuota:
+    """What the ad account and its posts' identities use, against their limits: counters, not counts of ads.
+    AdvertiserNotFound when it is not registered."""
+    advertiser = await advertiser_accounts.read(connection, tiktok_advertiser_id=tiktok_advertiser_id)
+    usage = await repository.identity_usage_of(connection, advertiser["id"])
+    limit, used = advertiser["spark_ads_limit"], advertiser["spark_ads_used"]
     return SparkAdsQuota(
-        advertiser_id=advertiser.tiktok_advertiser_id,
-        limit=advertiser.spark_ads_limit,
-        used=advertiser.spark_ads_used,
-        remaining=max(advertiser.spark_ads_limit - advertiser.spark_ads_used, 0),
+        advertiser_id=advertiser["tiktok_advertiser_id"],
+        limit=limit,
+        used=used,
+        remaining=max(limit - used, 0),
         identities=[
             IdentityQuota(
                 identity_type=identity_type,
                 identity_id=identity_id,
                 limit=identity_ads_limit,
-                used=used,
-                remaining=max(identity_ads_limit - used, 0),
+                used=identity_used,
+                remaining=max(identity_ads_limit - identity_used, 0),
             )
-            for identity_type, identity_id, used in usage
+            for identity_type, identity_id, identity_used in usage
         ],
     )

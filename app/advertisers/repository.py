@@ -23,15 +23,17 @@ async def get_by_tiktok_id(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-_ID_BY_TIKTOK_ID = DriverStatement.of(
-    select(Advertiser.id).where(Advertiser.tiktok_advertiser_id == bindparam("tiktok_advertiser_id"))
+_READ_BY_TIKTOK_ID = DriverStatement.of(
+    select(Advertiser.id, Advertiser.tiktok_advertiser_id, Advertiser.spark_ads_limit, Advertiser.spark_ads_used).where(
+        Advertiser.tiktok_advertiser_id == bindparam("tiktok_advertiser_id")
+    )
 )
 
 
-async def find_id(connection: asyncpg.Connection, tiktok_advertiser_id: str) -> uuid.UUID | None:
-    """The ad account's id, on a driver connection (for the reads served without the ORM); None if unknown."""
-    row = await _ID_BY_TIKTOK_ID.fetchrow(connection, tiktok_advertiser_id=tiktok_advertiser_id)
-    return None if row is None else row["id"]
+async def read(connection: asyncpg.Connection, tiktok_advertiser_id: str) -> asyncpg.Record | None:
+    """The ad account's id, TikTok id and Spark Ads counters, on a driver connection (the reads served without
+    the ORM); None if unknown."""
+    return await _READ_BY_TIKTOK_ID.fetchrow(connection, tiktok_advertiser_id=tiktok_advertiser_id)
 
 
 async def list_page(

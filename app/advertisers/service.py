@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import uuid
-
 import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -80,12 +78,12 @@ async def get(session: AsyncSession, *, tiktok_advertiser_id: str) -> Advertiser
     return advertiser
 
 
-async def find_id(connection: asyncpg.Connection, *, tiktok_advertiser_id: str) -> uuid.UUID:
-    """The registered ad account's id, on a driver connection, or AdvertiserNotFound."""
-    advertiser_id = await repository.find_id(connection, tiktok_advertiser_id)
-    if advertiser_id is None:
+async def read(connection: asyncpg.Connection, *, tiktok_advertiser_id: str) -> asyncpg.Record:
+    """The registered ad account as `repository.read` gives it, on a driver connection, or AdvertiserNotFound."""
+    row = await repository.read(connection, tiktok_advertiser_id)
+    if row is None:
         raise AdvertiserNotFound(f"Ad account {tiktok_advertiser_id} is not registered with this service.")
-    return advertiser_id
+    return row
 
 
 async def update(

@@ -47,9 +47,9 @@ async def read_page(
 ) -> tuple[list[asyncpg.Record], str | None]:
     """A page of the ad account's authorizations as read rows, newest first, and the cursor of the next page;
     AdvertiserNotFound when the ad account is not registered."""
-    advertiser_id = await advertisers.find_id(connection, tiktok_advertiser_id=tiktok_advertiser_id)
+    advertiser = await advertisers.read(connection, tiktok_advertiser_id=tiktok_advertiser_id)
     rows = await repository.read_page(
-        connection, advertiser_id=advertiser_id, now=now, status=status, after=page.cursor, limit=page.limit
+        connection, advertiser_id=advertiser["id"], now=now, status=status, after=page.cursor, limit=page.limit
     )
     if len(rows) <= page.limit:
         return rows, None
