@@ -201,6 +201,31 @@ async def of_post(session: AsyncSession, item_id: str) -> list[Authorization]:
     return list((await session.execute(statement)).scalars().all())
 
 
+# What the deletion verdict needs of every authorization of a post or of a Duet/Stitch made from it (D7).
+_BINDINGS_OF_POST = DriverStatement.of(
+    select(
+        Authorization.id,
+        Authorization.item_id,
+        Authorization.origin_kind,
+        Authorization.state,
+        Authorization.revoked_at,
+        Authorization.auth_end_at,
+        Authorization.advertiser_id,
+        Advertiser.tiktok_advertiser_id,
+        Advertiser.ads_reconciled_at,
+    )
+    .join(Advertiser, Advertiser.id == Authorization.advertiser_id)
+    .where(or_(Authorization.item_id == bindparam("item_id"), Authorization.original_item_id == bindparam("item_id")))
+    .order_by(Authorization.created_at, Authorization.id)
+)
+
+
+async def read_bindings_of_post(connection: asyncpg.Connection, item_id: str) -> list[asyncpg.Record]:
+    """`of_post` as the verdict reads it, on a driver connection: each authorization's id, post, origin, state
+    and window, and its ad account's ids and last reading of its ads."""
+    return await _BINDINGS_OF_POST.fetch(connection, item_id=item_id)
+
+
 async def delete_pending(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
     """Forget intents that TikTok never carried out. Only pending rows: an active one is never deleted here."""
     statement = delete(Authorization).where(

@@ -130,6 +130,11 @@ def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSes
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
 
+async def _engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
 async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
@@ -223,3 +228,5 @@ async def _request_driver_connection(request: Request) -> AsyncIterator[asyncpg.
 # so each statement sees every write committed before it began.
 DriverConnection = Annotated[asyncpg.Connection, Depends(_request_driver_connection, scope="function")]
 Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+# For flows that read on a `driver_connection` between calls to TikTok (the confirmed deletion verdict).
+DbEngine = Annotated[AsyncEngine, Depends(_engine)]

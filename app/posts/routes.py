@@ -9,7 +9,7 @@ from app.api_keys.dependencies import CurrentCaller
 from app.authorizations.models import Authorization
 from app.authorizations.schemas import AuthorizationRead
 from app.kit.contract import CALLS_TIKTOK
-from app.kit.db import Sessions
+from app.kit.db import DbEngine, Sessions
 from app.kit.deps import Secrets, TikTok
 from app.kit.errors import problem_responses
 from app.posts import service
@@ -29,6 +29,7 @@ ItemIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,32}$", description="The TikT
 )
 async def get_deletion_safety(
     item_id: ItemIdPath,
+    engine: DbEngine,
     sessions: Sessions,
     caller: CurrentCaller,
     tiktok: TikTok,
@@ -47,11 +48,11 @@ async def get_deletion_safety(
     the service has never seen is safe with `known: false`. Every ad account counts; the blockers are named only in
     the ad accounts this API key may see, and the others counted (`other_ad_accounts`). `ad_accounts` says when
     each visible ad account's ads were last read from TikTok; `?confirm=true` reads them now."""
-    post = await service.view(sessions, item_id=item_id)
+    post = await service.verdict_view(engine, item_id=item_id)
     if not confirm:
         return service.deletion_safety(post, caller)
     unconfirmed = await service.confirm_ads(sessions, tiktok, box, service.ad_accounts_concerned(post))
-    return service.deletion_safety(await service.view(sessions, item_id=item_id), caller, unconfirmed=unconfirmed)
+    return service.deletion_safety(await service.verdict_view(engine, item_id=item_id), caller, unconfirmed=unconfirmed)
 
 
 @router.get(

@@ -1,7 +1,9 @@
 """A post seen across every ad account: its authorizations and ads, and whether it may be deleted (D7).
 
 Read in one REPEATABLE READ transaction: every query sees the same snapshot, so the verdict is never `safe`
-while an ad or an authorization that blocks it was committed before the answer's moment.
+while an ad or an authorization that blocks it was committed before the answer's moment. The post (`view`) is read
+with the ORM's objects, which its answer is built from; the verdict (`verdict_view`) reads only what it decides on,
+on a driver connection.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.ads import repository as ads_repository
 from app.ads.models import Ad, AdState
 from app.api_keys.access import Caller
 from app.authorizations import repository as authorizations_repository
-from app.authorizations.models import Authorization, AuthorizationState, AuthorizationStatus
+from app.authorizations.models import Authorization, AuthorizationState, AuthorizationStatus, status_of
 from app.kit import clock
 from app.kit.crypto import SecretBox
+from app.kit.db import driver_connection
 from app.posts.schemas import Action, AdAccountCheck, Blocker, BlockerKind, DeletionSafety, Relation
 from app.reconcile import service as reconcile
 from app.tiktok.client import TikTokClient
@@ -70,6 +73,62 @@ async def view(sessions: async_sessionmaker[AsyncSession], *, item_id: str) -> P
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """An authorization of the post, or of a Duet/Stitch made from it, as the verdict sees it."""
+
+    id: uuid.UUID
+    item_id: str
+    origin_kind: str | None
+    state: str
+    status: AuthorizationStatus  # at the verdict's moment
+    advertiser_id: uuid.UUID
+    tiktok_advertiser_id: str
+    ads_reconciled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictView:
+    item_id: str
+    bindings: list[Binding]  # oldest first
+    active_ads: dict[uuid.UUID, list[str]]  # TikTok ad ids of the active ads, by authorization id
+    now: datetime
+
+    @property
+    def known(self) -> bool:
+        return bool(self.bindings)
+
+
+async def verdict_view(engine: AsyncEngine, *, item_id: str) -> VerdictView:
+    """What the verdict is decided on, as of one moment: one REPEATABLE READ, read-only transaction on a driver
+    connection (the verdict is polled before posts are deleted; it needs no ORM object)."""
+    async with (
+        driver_connection(engine) as connection,
+        connection.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        now = clock.utcnow()
+        rows = await authorizations_repository.read_bindings_of_post(connection, item_id)
+        ads = await ads_repository.read_ads_of_post(connection, item_id)
+    active_ads: dict[uuid.UUID, list[str]] = {}
+    for ad in ads:
+        if ad["state"] == AdState.active:
+            active_ads.setdefault(ad["authorization_id"], []).append(ad["ad_id"])
+    bindings = [
+        Binding(
+            id=row["id"],
+            item_id=row["item_id"],
+            origin_kind=row["origin_kind"],
+            state=row["state"],
+            status=status_of(row["state"], revoked_at=row["revoked_at"], auth_end_at=row["auth_end_at"], now=now),
+            advertiser_id=row["advertiser_id"],
+            tiktok_advertiser_id=row["tiktok_advertiser_id"],
+            ads_reconciled_at=row["ads_reconciled_at"],
+        )
+        for row in rows
+    ]
+    return VerdictView(item_id=item_id, bindings=bindings, active_ads=active_ads, now=now)
+
+
 async def confirm_ads(
     sessions: async_sessionmaker[AsyncSession],
     tiktok: TikTokClient,
@@ -102,16 +161,14 @@ def visible_to(post: PostView, caller: Caller) -> PostView:
     )
 
 
-def ad_accounts_concerned(post: PostView) -> list[uuid.UUID]:
+def ad_accounts_concerned(post: VerdictView) -> list[uuid.UUID]:
     """The ad accounts (internal ids) where the post, or a Duet/Stitch made from it, is still bound: hidden ones
     too. Their ads are what a confirmed verdict reads from TikTok."""
-    return sorted(
-        {row.advertiser_id for row in post.authorizations + post.pairs if row.state != AuthorizationState.unauthorized}
-    )
+    return sorted({row.advertiser_id for row in post.bindings if row.state != AuthorizationState.unauthorized})
 
 
 def deletion_safety(
-    post: PostView, caller: Caller, *, unconfirmed: Collection[uuid.UUID] | None = None
+    post: VerdictView, caller: Caller, *, unconfirmed: Collection[uuid.UUID] | None = None
 ) -> DeletionSafety:
     """D7: safe only when no ad uses the post and no authorization binds it, or a Duet/Stitch made from it, in
     any ad account. The blockers are named in the ad accounts the key may see; the others are counted.
@@ -122,32 +179,30 @@ def deletion_safety(
     blockers: list[Blocker] = []
     hidden: set[str] = set()
     seen: dict[uuid.UUID, AdAccountCheck] = {}
-    for row in post.authorizations + post.pairs:
+    for row in post.bindings:
         if row.state == AuthorizationState.unauthorized:
             continue
-        if not caller.may_touch(row.advertiser.tiktok_advertiser_id):
-            hidden.add(row.advertiser.tiktok_advertiser_id)
+        if not caller.may_touch(row.tiktok_advertiser_id):
+            hidden.add(row.tiktok_advertiser_id)
             continue
         if row.advertiser_id not in seen:
             seen[row.advertiser_id] = AdAccountCheck(
-                advertiser_id=row.advertiser.tiktok_advertiser_id,
-                ads_reconciled_at=row.advertiser.ads_reconciled_at,
+                advertiser_id=row.tiktok_advertiser_id,
+                ads_reconciled_at=row.ads_reconciled_at,
                 confirmed=None if unconfirmed is None else row.advertiser_id not in unconfirmed,
             )
-        status = row.status_at(post.now)
         # A row of another post is here because it is a Duet/Stitch made from this one: it has an origin kind.
         relation = Relation.post if row.item_id == post.item_id else Relation(str(row.origin_kind))
         common = {
-            "advertiser_id": row.advertiser.tiktok_advertiser_id,
+            "advertiser_id": row.tiktok_advertiser_id,
             "authorization_id": row.id,
             "item_id": row.item_id,
             "relation": relation,
-            "authorization_status": status,
+            "authorization_status": row.status,
         }
-        for ad in post.ads.get(row.id, []):
-            if ad.state == AdState.active:
-                blockers.append(Blocker(kind=BlockerKind.ad, action=Action.remove_ad, ad_id=ad.ad_id, **common))
-        action = Action.settle if status in _UNKNOWN_OUTCOME else Action.unauthorize
+        for ad_id in post.active_ads.get(row.id, []):
+            blockers.append(Blocker(kind=BlockerKind.ad, action=Action.remove_ad, ad_id=ad_id, **common))
+        action = Action.settle if row.status in _UNKNOWN_OUTCOME else Action.unauthorize
         blockers.append(Blocker(kind=BlockerKind.authorization, action=action, ad_id=None, **common))
     failed = len(unconfirmed) if unconfirmed is not None else 0
     return DeletionSafety(

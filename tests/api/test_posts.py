@@ -12,6 +12,7 @@ import time_machine
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.posts import service as posts
 from tests.api.helpers import apply, assert_problem
 from tests.conftest import ADVERTISER_ID
 
@@ -178,6 +179,30 @@ async def _poll_verdicts(client: httpx.AsyncClient, item_id: str, stop: asyncio.
 
 
 class TestVerdictUnderConcurrency:
+    async def test_the_verdict_is_read_as_of_one_moment(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Its two reads (the authorizations, then their ads) share one snapshot: an ad linked and committed between
+        them is not in this verdict, which says what was true at its moment (blocked by the authorization alone),
+        and it is in the next one."""
+        authorization = (await apply(client, VIDEO_30D)).json()
+        read_ads = posts.ads_repository.read_ads_of_post
+
+        async def link_in_between(connection: Any, item_id: str) -> Any:
+            assert (await _link(client, authorization["id"], "1800000000000000009")).status_code == 201
+            return await read_ads(connection, item_id)
+
+        monkeypatch.setattr(posts.ads_repository, "read_ads_of_post", link_in_between)
+        verdict = (await _verdict(client, authorization["item_id"])).json()
+        monkeypatch.undo()
+
+        assert _blockers(verdict) == [("authorization", "unauthorize", ADVERTISER_ID, None)]
+        after = (await _verdict(client, authorization["item_id"])).json()
+        assert _blockers(after) == [
+            ("ad", "remove_ad", ADVERTISER_ID, "1800000000000000009"),
+            ("authorization", "unauthorize", ADVERTISER_ID, None),
+        ]
+
     async def test_never_safe_in_a_round_where_a_link_beat_the_unauthorize(
         self, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
     ) -> None:
