@@ -18,11 +18,11 @@ from datetime import datetime
 
 from sqlalchemy import DateTime, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit import metrics
-from app.kit.db import Base
+from app.kit.db import Base, DriverStatement, driver_connection
 from app.tiktok.errors import TikTokBudgetExhausted
 
 BUDGET_NAME = "tiktok"
@@ -42,8 +42,9 @@ class CallTurns(Base):
 
 # Take the turn one second after the oldest of the last `qps` calls, if it comes within `max_wait` seconds.
 # Returns how long to wait for it. A missing row, or one sized for another qps, takes no turn here.
-_TAKE = text(
-    """
+_TAKE = DriverStatement.of(
+    text(
+        """
     UPDATE call_turns AS b
     SET turns = b.turns[2:cardinality(b.turns)]
         || greatest(b.turns[1] + make_interval(secs => CAST(:spacing AS double precision)), clock_timestamp())
@@ -53,39 +54,45 @@ _TAKE = text(
           <= clock_timestamp() + make_interval(secs => CAST(:max_wait AS double precision))
     RETURNING extract(epoch FROM b.turns[cardinality(b.turns)] - clock_timestamp())::float8
     """
+    )
 )
 # (clock_timestamp() rather than one reading in a CTE: a statement that waited for the row's lock re-checks it
 # against the new row, and a CTE joined in UPDATE ... FROM takes no part in that re-check: the row would be skipped.)
 
 # How long until a turn frees (for Retry-After), and whether the row is there and sized for this qps.
-_PEEK = text(
-    """
+_PEEK = DriverStatement.of(
+    text(
+        """
     SELECT cardinality(turns) = :qps,
            extract(epoch FROM greatest(turns[1] + make_interval(secs => CAST(:spacing AS double precision)),
                                        clock_timestamp()) - clock_timestamp())::float8
     FROM call_turns WHERE name = :name
     """
+    )
 )
 
 # (Re)make the row for this qps: a fresh budget. Racing replicas agree (the last write wins, both are fresh).
-_RESET = text(
-    """
+_RESET = DriverStatement.of(
+    text(
+        """
     INSERT INTO call_turns (name, turns)
     VALUES (:name, array_fill('-infinity'::timestamptz, ARRAY[CAST(:qps AS integer)]))
     ON CONFLICT (name) DO UPDATE SET turns = excluded.turns
     WHERE cardinality(call_turns.turns) <> :qps
     """
+    )
 )
 
 
 class PostgresCallBudget:
-    """`app.tiktok.client.CallBudget`, kept in Postgres: one short transaction per call, no connection held while
-    waiting for the turn."""
+    """`app.tiktok.client.CallBudget`, kept in Postgres: one statement per turn on a driver connection (each is
+    atomic alone, so no transaction: the row is locked only while the statement runs, not for a COMMIT's round
+    trip more), and no connection held while waiting for the turn."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, qps: int, name: str = BUDGET_NAME) -> None:
+    def __init__(self, engine: AsyncEngine, *, qps: int, name: str = BUDGET_NAME) -> None:
         if qps < 1:
             raise ValueError("qps must be at least 1")
-        self._sessions = sessions
+        self._engine = engine
         self._qps = qps
         self._name = name
 
@@ -115,17 +122,18 @@ class PostgresCallBudget:
         """Take a turn; the earliest and the latest moment of this process's clock (`loop.time()`) it may be."""
         loop = asyncio.get_running_loop()
         params = {"name": self._name, "qps": self._qps, "spacing": 1.0 + LATE_TOLERANCE_SECONDS}
-        async with self._sessions.begin() as session:
+        async with driver_connection(self._engine) as connection:
             retry_after = 1.0
             for _ in range(3):
                 sent = loop.time()
-                wait = (await session.execute(_TAKE, {**params, "max_wait": max_wait_seconds})).scalar_one_or_none()
-                received = loop.time()  # read at once: the commit's time is not part of the wait
-                if wait is not None:
-                    return sent + float(wait), received + float(wait)
-                peek = (await session.execute(_PEEK, params)).one_or_none()
+                taken = await _TAKE.fetchrow(connection, **params, max_wait=max_wait_seconds)
+                received = loop.time()
+                if taken is not None:
+                    wait = float(taken[0])
+                    return sent + wait, received + wait
+                peek = await _PEEK.fetchrow(connection, **params)
                 if peek is None or not peek[0]:
-                    await session.execute(_RESET, params)  # first use, or TIKTOK_QPS changed: a fresh budget
+                    await _RESET.fetch(connection, **params)  # first use, or TIKTOK_QPS changed: a fresh budget
                     continue
                 retry_after = float(peek[1])
                 if retry_after > max_wait_seconds:

@@ -85,7 +85,7 @@ async def open_resources(
                 deadline_seconds=settings.tiktok_deadline_seconds,
                 request_timeout_seconds=settings.tiktok_request_timeout_seconds,
                 max_attempts=settings.tiktok_max_attempts,
-                budget=PostgresCallBudget(sessionmaker, qps=settings.tiktok_qps),
+                budget=PostgresCallBudget(engine, qps=settings.tiktok_qps),
                 observer=TikTokCallMetrics(),
             ),
             webhook_http=webhook_http,

@@ -259,7 +259,7 @@ class TestRateBudget:
         """The budget's row is made by its first user. Callers that found no row while another made it must take
         a turn from the new row, not report the budget as spent (it once did: 503 on a fresh budget)."""
         async with running(settings, httpx.ASGITransport(app=create_sandbox_app())) as started:
-            budget = PostgresCallBudget(started.app.state.sessionmaker, qps=50, name="race")
+            budget = PostgresCallBudget(started.app.state.engine, qps=50, name="race")
             for _ in range(5):
                 async with db.begin() as connection:
                     await connection.execute(text("DELETE FROM call_turns WHERE name = 'race'"))
