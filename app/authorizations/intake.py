@@ -543,9 +543,10 @@ async def _activate(
         for row in rows.values():
             row.claimed_until = None
         await session.flush()
-        await repository.refresh_pair_windows(session, claim.ids)
+        paired = await repository.refresh_pair_windows(session, claim.ids)
         for row in rows.values():
-            await session.refresh(row, attribute_names=["auth_start_at", "auth_end_at"])
+            if row.id in paired:  # set in SQL just now; any other row's window is as _activate_row set it
+                await session.refresh(row, attribute_names=["auth_start_at", "auth_end_at"])
             applied = was[row.id] == AuthorizationState.pending or (row.id == claim.main_id and claim.created)
             await authorization_changed(
                 session,

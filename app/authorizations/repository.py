@@ -250,11 +250,11 @@ async def list_unsettled(session: AsyncSession, *, now: datetime, limit: int) ->
     return list((await session.execute(statement)).scalars().all())
 
 
-async def refresh_pair_windows(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
+async def refresh_pair_windows(session: AsyncSession, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
     """Make the usable window of every live Duet/Stitch among or made from these authorizations the part both codes
-    cover (D12): the later start and the earlier end. One statement; the rows' objects are refreshed by callers
-    that show them."""
-    await session.execute(
+    cover (D12): the later start and the earlier end. One statement; the ids of the rows it set, whose objects
+    callers that show them refresh."""
+    result = await session.execute(
         text(
             """
             UPDATE authorizations AS pair
@@ -264,10 +264,12 @@ async def refresh_pair_windows(session: AsyncSession, ids: Iterable[uuid.UUID]) 
             WHERE pair.original_authorization_id = original.id
               AND pair.state <> 'unauthorized'
               AND (pair.id = ANY(:ids) OR original.id = ANY(:ids))
+            RETURNING pair.id
             """
         ),
         {"ids": list(ids)},
     )
+    return {row[0] for row in result.all()}
 
 
 # -- the worker's sweep (authorizations/lifecycle.py)
