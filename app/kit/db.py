@@ -1,13 +1,16 @@
-"""Database plumbing: the declarative base, the engine, and the two ways code gets a session.
+"""Database plumbing: the declarative base, the engine, the two ways code gets a session, and the driver's way.
 
 - `DbSession`: for routes that only talk to Postgres. A write (POST, PATCH, DELETE) is one transaction: services
   `flush()`, never `commit()`, and the dependency commits after the route returns and before the response is sent
   (`scope="function"`), so a failed commit becomes the response instead of a surprise after it. A read (GET, HEAD)
   runs without a transaction (autocommit): no BEGIN and COMMIT round trips, and each statement sees every write
-  committed before it began. Reads whose statements must share one snapshot (the deletion verdict) open a
-  transaction themselves with `Sessions`.
+  committed before it began.
 - `Sessions`: the session factory, for flows that also call TikTok. They open one short transaction per phase
   and hold no connection while TikTok answers, so slow TikTok calls can never exhaust the pool.
+- `DriverConnection` (and `driver_connection`, `DriverStatement`): a connection of the same pool as asyncpg's own,
+  for the reads callers poll (one authorization, the list, the quota, the deletion verdict) and the rate budget's
+  turns: statements written with SQLAlchemy and compiled once, no ORM and no SQLAlchemy work per request. The
+  deletion verdict, whose statements must share one snapshot, opens its own transaction there.
 
 When Postgres cannot be reached, `is_database_unavailable` says so and the request is answered 503.
 """
