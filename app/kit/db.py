@@ -196,17 +196,22 @@ class DriverStatement:
     Its parameters are named (`bindparam`) and must be asyncpg's own types (UUID, datetime, str, int)."""
 
     sql: str
-    names: tuple[str, ...]
-    constants: dict[str, Any]
+    names: tuple[str, ...]  # of `$1`, `$2`...
+    constants: dict[str, Any]  # the statement's own values; every other name is a parameter the caller must give
 
     @classmethod
     def of(cls, statement: ClauseElement) -> DriverStatement:
         compiled = cast(SQLCompiler, statement.compile(dialect=_ASYNCPG))
-        constants = {name: _plain(value) for name, value in compiled.params.items()}
-        return cls(str(compiled), tuple(compiled.positiontup or ()), constants)
+        names = tuple(compiled.positiontup or ())
+        constants = {name: _plain(compiled.params[name]) for name in names if not compiled.binds[name].required}
+        return cls(str(compiled), names, constants)
 
     def _args(self, params: dict[str, Any]) -> list[Any]:
-        return [params[name] if name in params else self.constants[name] for name in self.names]
+        missing = {name for name in self.names if name not in self.constants} - params.keys()
+        unknown = params.keys() - set(self.names)
+        if missing or unknown:
+            raise TypeError(f"parameters missing: {sorted(missing)}, unknown: {sorted(unknown)}")
+        return [self.constants[name] if name in self.constants else params[name] for name in self.names]
 
     async def fetch(self, connection: asyncpg.Connection, **params: Any) -> list[asyncpg.Record]:
         rows: list[asyncpg.Record] = await connection.fetch(self.sql, *self._args(params))

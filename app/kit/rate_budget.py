@@ -133,7 +133,7 @@ class PostgresCallBudget:
                     return sent + wait, received + wait
                 peek = await _PEEK.fetchrow(connection, **params)
                 if peek is None or not peek[0]:
-                    await _RESET.fetch(connection, **params)  # first use, or TIKTOK_QPS changed: a fresh budget
+                    await _RESET.fetch(connection, name=self._name, qps=self._qps)  # first use, or a new TIKTOK_QPS
                     continue
                 retry_after = float(peek[1])
                 if retry_after > max_wait_seconds:

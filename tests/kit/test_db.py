@@ -9,8 +9,8 @@ import re
 
 import asyncpg
 import pytest
+from sqlalchemy import bindparam, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
 
 from app.authorizations.models import Authorization
 from app.kit.db import DriverStatement, create_engine, driver_connection, is_database_unavailable
@@ -68,3 +68,16 @@ def test_a_statement_is_compiled_once_with_its_constants() -> None:
     )
     assert max(int(n) for n in re.findall(r"\$(\d+)", statement.sql)) == len(statement.names) == 4
     assert all(type(value) is str for value in statement.constants.values())
+
+
+def test_a_parameter_is_neither_forgotten_nor_made_up() -> None:
+    """A parameter left out would be sent as NULL and compare as nothing: it is refused, as is one the statement
+    does not take."""
+    statement = DriverStatement.of(
+        select(Authorization.id).where(Authorization.status_at(bindparam("now")) == "active")
+    )
+    assert statement._args({"now": 1})[statement.names.index("now")] == 1
+    with pytest.raises(TypeError, match="missing"):
+        statement._args({})
+    with pytest.raises(TypeError, match="unknown"):
+        statement._args({"now": 1, "nwo": 2})
