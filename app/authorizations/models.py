@@ -196,16 +196,13 @@ class Authorization(IdMixin, TimestampMixin, WrittenByMixin, Base):
         """D5: a private post becomes public while it runs as an ad, unless the ad only shows as an ad."""
         return PostStatus.parse(self.post_status) in _PRIVATE
 
-    def warnings(self) -> list[tuple[str, str]]:
-        """What a caller should know before using the post in an ad: (reason, detail) pairs."""
-        return warnings_of(self.post_status)
-
 
 _PRIVATE = frozenset({PostStatus.private, PostStatus.friends_only})
 _GONE = frozenset({PostStatus.deleted, PostStatus.banned, PostStatus.removed})
 
 
-# The rules above, on the columns alone: what a read served without the ORM (repository.read_one) applies.
+# Rules on the columns alone, so that an answer is the same whether it is built from the ORM's object or from a row
+# read on the driver's connection (schemas.AuthorizationRead.from_row).
 
 
 def status_of(
