@@ -90,7 +90,7 @@ class Binding:
 @dataclass(frozen=True, slots=True)
 class VerdictView:
     item_id: str
-    bindings: list[Binding]  # oldest first
+    bindings: list[Binding]  # the post's own, then those of the Duets/Stitches made from it; each oldest first
     active_ads: dict[uuid.UUID, list[str]]  # TikTok ad ids of the active ads, by authorization id
     now: datetime
 
@@ -126,7 +126,10 @@ async def verdict_view(engine: AsyncEngine, *, item_id: str) -> VerdictView:
         )
         for row in rows
     ]
-    return VerdictView(item_id=item_id, bindings=bindings, active_ads=active_ads, now=now)
+    # The post's own first, then the Duets/Stitches made from it, each oldest first (as the post's read lists them).
+    own = [binding for binding in bindings if binding.item_id == item_id]
+    pairs = [binding for binding in bindings if binding.item_id != item_id]
+    return VerdictView(item_id=item_id, bindings=own + pairs, active_ads=active_ads, now=now)
 
 
 async def confirm_ads(

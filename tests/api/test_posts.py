@@ -127,6 +127,22 @@ class TestDeletionSafety:
             ("post", "authorization", original_item_id),
         ]
 
+    async def test_the_posts_own_blockers_come_before_those_of_the_duets_made_from_it(
+        self, client: httpx.AsyncClient, two_ad_accounts: None
+    ) -> None:
+        """The answer lists the post's own authorizations first, then the Duets/Stitches made from it, each oldest
+        first: here the original's authorization in the other ad account comes after the Duet, yet before it."""
+        pair = (await apply(client, DUET, DUET_ORIGINAL)).json()
+        original_item_id = pair["original_post"]["item_id"]
+        alone = await apply(client, DUET_ORIGINAL, advertiser_id=OTHER_ADVERTISER_ID)
+        assert alone.status_code == 201, alone.text
+        verdict = (await _verdict(client, original_item_id)).json()
+        assert [(b["relation"], b["advertiser_id"]) for b in verdict["blockers"]] == [
+            ("post", ADVERTISER_ID),
+            ("post", OTHER_ADVERTISER_ID),
+            ("duet", ADVERTISER_ID),
+        ]
+
     async def test_an_apply_whose_outcome_is_unknown_blocks_with_settle(
         self, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
     ) -> None:
