@@ -28,6 +28,7 @@ from app.kit.contract import Security, install_contract
 from app.kit.crypto import KeyHasher
 from app.kit.docs import install_docs
 from app.kit.errors import NotAuthenticated, ProblemError, install_problem_handlers
+from app.kit.heap import frozen as frozen_heap
 from app.kit.idempotency import IdempotencyMiddleware
 from app.kit.logging import configure_logging
 from app.kit.operations import API_PREFIX, under_api_prefix
@@ -112,6 +113,7 @@ def create_app(
                     await stack.enter_async_context(metrics.serving(config, resources.engine))
                 if config.worker_in_process:
                     await stack.enter_async_context(running_worker(resources, name="in-process"))
+                stack.enter_context(frozen_heap())  # last: everything started is built (app/kit/heap.py)
                 log.info("service.started", environment=config.environment.value, worker=config.worker_in_process)
                 yield
         log.info("service.stopped")

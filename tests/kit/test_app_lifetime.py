@@ -37,3 +37,18 @@ async def test_a_stopped_app_is_freed(settings: Settings, db: AsyncEngine) -> No
     stopped = await _build_use_and_stop(settings)
     gc.collect()
     assert stopped() is None, [type(r).__name__ for r in gc.get_referrers(stopped())]
+
+
+def _collected_by_the_cycle_collector(thing: object) -> bool:
+    return any(tracked is thing for tracked in gc.get_objects())
+
+
+async def test_what_an_app_built_to_start_is_frozen_while_it_serves(settings: Settings, db: AsyncEngine) -> None:
+    """Full collections skip what starting built (app/kit/heap.py); what a request makes is collected as before."""
+    async with running(settings, httpx.ASGITransport(app=create_sandbox_app())) as started:
+        assert not _collected_by_the_cycle_collector(started.app.router)
+        assert not _collected_by_the_cycle_collector(started.app.state.engine)
+        made_by_a_request = {"answer": (await started.client.get("/healthz")).json()}
+        assert _collected_by_the_cycle_collector(made_by_a_request)
+    assert gc.get_freeze_count() == 0
+    assert _collected_by_the_cycle_collector(started.app.router)
