@@ -7,6 +7,11 @@ once: migration 0009's triggers `pg_notify` the key's id when its transaction co
 response is sent (`forget_after_commit`), so the replica that made a change never serves the old state. When the
 listening connection is lost, the cache is emptied on reconnecting, and the time bound holds meanwhile.
 Only keys that authenticated are kept: a new key works at its first request.
+
+Under load an entry expires while dozens of requests with that key are in flight, and each would read the key at
+the same moment: a burst that set the p99 of reads. Requests that miss the same key while it is being read wait for
+that one read (`read_once`). A read begun before something was forgotten is neither kept nor joined by the requests
+that come after: they read again.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 
 import asyncpg
 import structlog
@@ -41,6 +47,8 @@ class KeyCache:
         self.seconds = seconds
         self.clock = clock  # what entries' ages are measured on (tests move it)
         self._entries: dict[bytes, tuple[float, Caller]] = {}
+        self._reads: dict[bytes, asyncio.Future[Caller]] = {}  # the reads under way, by key hash
+        self._forgets = 0  # how many times anything was forgotten: a read begun before a forget is not kept
 
     def get(self, key_hash: bytes) -> Caller | None:
         entry = self._entries.get(key_hash)
@@ -59,8 +67,35 @@ class KeyCache:
             self._entries.clear()
         self._entries[key_hash] = (read_at, caller)
 
+    async def read_once(self, key_hash: bytes, read: Callable[[], Awaitable[Caller]]) -> Caller:
+        """What `read()` answers, kept; every request that asks about the same key meanwhile waits for the same read.
+        The read goes on if the request that began it goes away: the others still wait for it."""
+        if self.seconds <= 0:  # nothing is kept: every request reads for itself
+            return await read()
+        shared = self._reads.get(key_hash)
+        if shared is None:
+            shared = asyncio.ensure_future(self._read_and_keep(key_hash, read))
+            self._reads[key_hash] = shared
+            shared.add_done_callback(partial(self._read_ended, key_hash))
+        return await asyncio.shield(shared)
+
+    async def _read_and_keep(self, key_hash: bytes, read: Callable[[], Awaitable[Caller]]) -> Caller:
+        read_at, forgets = self.clock(), self._forgets
+        caller = await read()
+        if self._forgets == forgets:
+            self.put(key_hash, caller, read_at=read_at)
+        return caller
+
+    def _read_ended(self, key_hash: bytes, read: asyncio.Future[Caller]) -> None:
+        if self._reads.get(key_hash) is read:
+            del self._reads[key_hash]
+        if not read.cancelled():
+            read.exception()  # retrieved: its waiters raise it; if they all went away, nobody has to
+
     def forget(self, api_key_id: uuid.UUID | None) -> None:
-        """Forget one key (None: every key)."""
+        """Forget one key (None: every key), and any read under way: the requests that follow read again."""
+        self._forgets += 1
+        self._reads.clear()
         if api_key_id is None:
             self._entries.clear()
             return

@@ -60,13 +60,14 @@ async def authenticate_cached(
     caller = keys.get(keyed)
     if caller is not None:
         metrics.API_KEY_CACHE_HIT.inc()
-    else:
-        metrics.API_KEY_CACHE_MISS.inc()
-        read_at = keys.clock()
+        return caller
+    metrics.API_KEY_CACHE_MISS.inc()
+
+    async def read() -> Caller:
         async with sessions() as session:
-            caller = await authenticate(session, hasher, key=key)
-        keys.put(keyed, caller, read_at=read_at)
-    return caller
+            return await authenticate(session, hasher, key=key)
+
+    return await keys.read_once(keyed, read)
 
 
 def require_scope(caller: Caller, scope: Scope, *, doing: str) -> None:

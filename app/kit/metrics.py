@@ -84,7 +84,8 @@ REFRESH_FAILURES = Counter(
 )
 API_KEY_CACHE = Counter(
     "spark_api_key_cache_lookups_total",
-    "Requests' API keys looked up in this process's cache: a `hit` needs no round trip, a `miss` reads Postgres.",
+    "Requests' API keys looked up in this process's cache: a `hit` needs no round trip, a `miss` waits for a read of "
+    "Postgres (one at a time per key).",
     ["result"],
 )
 API_KEY_CACHE_HIT = API_KEY_CACHE.labels(result="hit")

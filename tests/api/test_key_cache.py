@@ -12,10 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.api_keys import cache
+from app.api_keys import cache, service
+from app.api_keys.access import Caller
+from app.kit.crypto import KeyHasher
 from app.kit.settings import Settings
 from tests.conftest import ADVERTISER_ID, ADVERTISER_TOKEN, MakeKey, running, settings_for
 
@@ -185,3 +188,62 @@ async def test_keys_in_the_cache_are_forgotten_when_the_tables_are_truncated(
         async with db.begin() as connection:
             await connection.execute(text("TRUNCATE api_keys CASCADE"))
         await until(lambda: _refused(other), within=10)
+
+
+async def test_requests_that_miss_the_same_key_together_read_it_once(
+    app: FastAPI, make_key: MakeKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load an entry expires with dozens of requests in flight: one read serves them all."""
+    key = await make_key("reader", scopes=["read"])
+    reads = slowed_reads(monkeypatch, key.value)
+    app.state.key_cache.forget(None)
+    answers = await asyncio.gather(*(key.client.get("/v1/advertisers") for _ in range(20)))
+    assert [answer.status_code for answer in answers] == [200] * 20
+    assert reads == [key.value]
+    assert (await key.client.get("/v1/advertisers")).status_code == 200
+    assert reads == [key.value], "kept after the shared read"
+
+
+async def test_a_request_after_a_revocation_does_not_wait_for_a_read_begun_before_it(
+    app: FastAPI, client: httpx.AsyncClient, make_key: MakeKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await make_key("reader", scopes=["read"])
+    app.state.key_cache.forget(None)
+    gate = asyncio.Event()
+    reads = slowed_reads(monkeypatch, key.value, gate=gate)
+    before = asyncio.create_task(key.client.get("/v1/advertisers"))
+    await until(lambda: _are(reads, 1), within=10)
+    assert (await client.delete(f"/v1/api-keys/{key.id}")).status_code == 200
+    after = asyncio.create_task(key.client.get("/v1/advertisers"))
+    await until(lambda: _are(reads, 2), within=10)  # its own read, not the one under way
+    gate.set()
+    assert (await after).status_code == 401
+    assert (await before).status_code == 200  # read before the revocation committed, as without a cache
+    assert (await key.client.get("/v1/advertisers")).status_code == 401, "what was read before is not kept"
+
+
+async def _are(reads: list[str], count: int) -> bool:
+    return len(reads) >= count
+
+
+def slowed_reads(monkeypatch: pytest.MonkeyPatch, value: str, *, gate: asyncio.Event | None = None) -> list[str]:
+    """Reads of the key `value` from Postgres, counted once done; a read that found it answers only once `gate` is
+    set (the first read; else after 50 ms), so that other requests come while it is under way."""
+    reads: list[str] = []
+    authenticate = service.authenticate
+
+    async def slowed(session: AsyncSession, hasher: KeyHasher, *, key: str | None) -> Caller:
+        try:
+            caller = await authenticate(session, hasher, key=key)
+        finally:
+            if key == value:
+                reads.append(key)
+        if key == value:
+            if gate is None:
+                await asyncio.sleep(0.05)
+            elif len(reads) == 1:
+                await gate.wait()
+        return caller
+
+    monkeypatch.setattr(service, "authenticate", slowed)
+    return reads
