@@ -34,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from app.kit.pool import FairQueuePool
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -93,18 +95,18 @@ def create_engine(
     url: str,
     *,
     pool_size: int = 10,
-    pool_overflow: int = 10,
+    pool_overflow: int = 0,
     connect_timeout_seconds: float = 5.0,
     pool_timeout_seconds: float = 10.0,
 ) -> AsyncEngine:
     return create_async_engine(
         url,
-        # Under more concurrent requests than `pool_size`, up to `pool_overflow` more connections are opened, each
-        # closed again when it is returned to a full pool; past that, requests wait (at most `pool_timeout_seconds`,
-        # then 503 `database_unavailable`). With no overflow the pool is fixed: no new Postgres backend per request
-        # under load, but SQLAlchemy's queue lets a newcomer take a returned connection before a waiter does, so at
-        # saturation the slowest waits grow long (docs/operations.md has the figures). No request holds two
-        # connections at once (tests/api/test_pool.py), so a fixed pool cannot deadlock on itself.
+        # A fixed pool by default: under more concurrent requests than `pool_size`, requests wait for a connection
+        # in the order they asked (app/kit/pool.py), at most `pool_timeout_seconds`, then 503
+        # `database_unavailable`. `pool_overflow` more connections may be opened under load, but each is closed
+        # again when it is returned to a full pool: under steady load, a new Postgres backend per request. No
+        # request holds two connections at once (tests/api/test_pool.py), so a fixed pool cannot deadlock on itself.
+        poolclass=FairQueuePool,
         pool_size=pool_size,
         max_overflow=pool_overflow,
         pool_timeout=pool_timeout_seconds,

@@ -7,7 +7,7 @@
   path and how it ended (`ok`, or the adapter's error: `TikTokTimeout`, `TikTokRequestRejected`...). The adapter
   imports nothing above it: it is handed `TikTokCallMetrics` as its observer.
 - `spark_tiktok_budget_wait_seconds`: how long each call waited for a turn of the shared rate budget.
-- `spark_db_pool_connections{state}`: the process's pool, in use, idle, and overflow.
+- `spark_db_pool_connections{state}`: the process's pool: in use, idle, overflow, and the requests waiting for one.
 - The domain's own, read from Postgres by `refresh_forever` every `DOMAIN_REFRESH_SECONDS` whatever the number of
   scrapes (each Prometheus server scraping every 15 s must not mean a count of the authorizations each time):
   `spark_authorizations{status}`, `spark_ad_account_spark_ads{advertiser_id, kind}` (used and limit),
@@ -72,7 +72,11 @@ BUDGET_WAIT = Histogram(
     "How long each call to TikTok waited for a turn of the shared rate budget (TIKTOK_QPS).",
     buckets=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0),
 )
-DB_POOL = Gauge("spark_db_pool_connections", "The process's database connections, by state.", ["state"])
+DB_POOL = Gauge(
+    "spark_db_pool_connections",
+    "The process's database connections by state, and (`waiting`) the requests waiting for one.",
+    ["state"],
+)
 AUTHORIZATIONS = Gauge("spark_authorizations", "Authorizations by status, as a caller would read them.", ["status"])
 AD_ACCOUNT_SPARK_ADS = Gauge(
     "spark_ad_account_spark_ads", "Each ad account's Spark Ads: used, and its limit (D10).", ["advertiser_id", "kind"]
@@ -152,6 +156,7 @@ async def refresh(engine: AsyncEngine, *, reconcile_period_seconds: int) -> None
     DB_POOL.labels(state="in_use").set(pool.checkedout())
     DB_POOL.labels(state="idle").set(pool.checkedin())
     DB_POOL.labels(state="overflow").set(max(pool.overflow(), 0))
+    DB_POOL.labels(state="waiting").set(pool.waiting())
     async with engine.connect() as connection:
         statuses = (await connection.execute(_AUTHORIZATIONS_BY_STATUS)).all()
         accounts = (await connection.execute(_SPARK_ADS_BY_ACCOUNT)).all()

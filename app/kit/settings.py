@@ -95,7 +95,7 @@ class Settings(BaseSettings):
 
     database_pool_size: int = Field(default=10, ge=1)
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    database_pool_overflow: int = Field(default=10, ge=0)
+    database_pool_overflow: int = Field(default=0, ge=0)
     database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.json

@@ -65,6 +65,7 @@ async def test_requests_tiktok_calls_and_the_domain_are_measured(
     assert _value(after, "spark_authorizations", status="active") == 1
     assert _value(after, "spark_ad_account_spark_ads", advertiser_id="7000000000000000001", kind="limit") == 10_000
     assert ("spark_db_pool_connections", (("state", "in_use"),)) in after
+    assert after[("spark_db_pool_connections", (("state", "waiting"),))] == 0
     assert ("spark_webhook_deliveries_pending", ()) in after
 
 
