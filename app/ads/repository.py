@@ -155,20 +155,6 @@ async def list_active(session: AsyncSession, authorization_ids: Sequence[uuid.UU
 
 
 # The ads of every authorization of a post or of a Duet/Stitch made from it: what the deletion verdict counts.
-_ADS_OF_POST = DriverStatement.of(
-    select(Ad.authorization_id, Ad.ad_id, Ad.state)
-    .join(Authorization, Authorization.id == Ad.authorization_id)
-    .where(or_(Authorization.item_id == bindparam("item_id"), Authorization.original_item_id == bindparam("item_id")))
-    .order_by(Ad.created_at, Ad.id)
-)
-
-
-async def read_ads_of_post(connection: asyncpg.Connection, item_id: str) -> list[asyncpg.Record]:
-    """(authorization_id, ad_id, state) of every ad, active or removed, on the post or a Duet/Stitch made from it,
-    oldest first; on a driver connection."""
-    return await _ADS_OF_POST.fetch(connection, item_id=item_id)
-
-
 async def list_for_authorizations(session: AsyncSession, authorization_ids: Sequence[uuid.UUID]) -> list[Ad]:
     """Every ad, active or removed, of these authorizations, oldest first."""
     if not authorization_ids:

@@ -8,9 +8,11 @@ from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, joinedload
 
+from app.ads.models import Ad, AdState
 from app.advertisers.models import Advertiser
 from app.authorizations.models import (
     ORIGINAL_READ_COLUMNS,
@@ -202,6 +204,13 @@ async def of_post(session: AsyncSession, item_id: str) -> list[Authorization]:
 
 
 # What the deletion verdict needs of every authorization of a post or of a Duet/Stitch made from it (D7).
+# Each authorization's active ads, oldest first (NULL when it has none), read by the same statement: one snapshot.
+_ACTIVE_AD_IDS = (
+    select(func.array_agg(aggregate_order_by(Ad.ad_id, Ad.created_at, Ad.id)))
+    .where(Ad.authorization_id == Authorization.id, Ad.state == AdState.active.value)
+    .correlate(Authorization)
+    .scalar_subquery()
+)
 _BINDINGS_OF_POST = DriverStatement.of(
     select(
         Authorization.id,
@@ -213,6 +222,7 @@ _BINDINGS_OF_POST = DriverStatement.of(
         Authorization.advertiser_id,
         Advertiser.tiktok_advertiser_id,
         Advertiser.ads_reconciled_at,
+        _ACTIVE_AD_IDS.label("active_ad_ids"),
     )
     .join(Advertiser, Advertiser.id == Authorization.advertiser_id)
     .where(or_(Authorization.item_id == bindparam("item_id"), Authorization.original_item_id == bindparam("item_id")))
@@ -222,7 +232,8 @@ _BINDINGS_OF_POST = DriverStatement.of(
 
 async def read_bindings_of_post(connection: asyncpg.Connection, item_id: str) -> list[asyncpg.Record]:
     """`of_post` as the verdict reads it, on a driver connection: each authorization's id, post, origin, state
-    and window, and its ad account's ids and last reading of its ads."""
+    and window, its ad account's ids and last reading of its ads, and its active ads' ids (`active_ad_ids`, None
+    for none). One statement, so all of it as of one moment, with no transaction."""
     return await _BINDINGS_OF_POST.fetch(connection, item_id=item_id)
 
 

@@ -68,6 +68,23 @@ class TestDeletionSafety:
         verdict = (await _verdict(client, created["item_id"])).json()
         assert (verdict["safe"], verdict["known"], verdict["blockers"]) == (True, True, [])
 
+    async def test_an_authorizations_active_ads_come_first_oldest_first_and_removed_ones_not_at_all(
+        self, client: httpx.AsyncClient, advertiser: dict[str, Any]
+    ) -> None:
+        """Ad ids chosen so that their order is not the order they were linked in."""
+        created = (await apply(client, VIDEO_30D)).json()
+        for ad_id in ("1800000000000000009", "1800000000000000001", "1800000000000000005", "1800000000000000003"):
+            assert (await _link(client, created["id"], ad_id)).status_code == 201
+        removed = await client.delete(f"/v1/authorizations/{created['id']}/ads/1800000000000000005")
+        assert removed.status_code == 204
+        verdict = (await _verdict(client, created["item_id"])).json()
+        assert _blockers(verdict) == [
+            ("ad", "remove_ad", ADVERTISER_ID, "1800000000000000009"),
+            ("ad", "remove_ad", ADVERTISER_ID, "1800000000000000001"),
+            ("ad", "remove_ad", ADVERTISER_ID, "1800000000000000003"),
+            ("authorization", "unauthorize", ADVERTISER_ID, None),
+        ]
+
     async def test_every_ad_and_authorization_in_every_ad_account(
         self, client: httpx.AsyncClient, two_ad_accounts: None
     ) -> None:
@@ -195,30 +212,6 @@ async def _poll_verdicts(client: httpx.AsyncClient, item_id: str, stop: asyncio.
 
 
 class TestVerdictUnderConcurrency:
-    async def test_the_verdict_is_read_as_of_one_moment(
-        self, client: httpx.AsyncClient, advertiser: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """Its two reads (the authorizations, then their ads) share one snapshot: an ad linked and committed between
-        them is not in this verdict, which says what was true at its moment (blocked by the authorization alone),
-        and it is in the next one."""
-        authorization = (await apply(client, VIDEO_30D)).json()
-        read_ads = posts.ads_repository.read_ads_of_post
-
-        async def link_in_between(connection: Any, item_id: str) -> Any:
-            assert (await _link(client, authorization["id"], "1800000000000000009")).status_code == 201
-            return await read_ads(connection, item_id)
-
-        monkeypatch.setattr(posts.ads_repository, "read_ads_of_post", link_in_between)
-        verdict = (await _verdict(client, authorization["item_id"])).json()
-        monkeypatch.undo()
-
-        assert _blockers(verdict) == [("authorization", "unauthorize", ADVERTISER_ID, None)]
-        after = (await _verdict(client, authorization["item_id"])).json()
-        assert _blockers(after) == [
-            ("ad", "remove_ad", ADVERTISER_ID, "1800000000000000009"),
-            ("authorization", "unauthorize", ADVERTISER_ID, None),
-        ]
-
     async def test_never_safe_in_a_round_where_a_link_beat_the_unauthorize(
         self, client: httpx.AsyncClient, advertiser: dict[str, Any], db: AsyncEngine
     ) -> None:
