@@ -12,7 +12,6 @@ import time_machine
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.posts import service as posts
 from tests.api.helpers import apply, assert_problem
 from tests.conftest import ADVERTISER_ID
 
