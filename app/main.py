@@ -29,6 +29,7 @@ from app.kit.crypto import KeyHasher
 from app.kit.docs import install_docs
 from app.kit.errors import NotAuthenticated, ProblemError, install_problem_handlers
 from app.kit.heap import frozen as frozen_heap
+from app.kit.hot_reads import HotReadsMiddleware
 from app.kit.idempotency import IdempotencyMiddleware
 from app.kit.logging import configure_logging
 from app.kit.operations import API_PREFIX, under_api_prefix
@@ -138,7 +139,8 @@ def create_app(
     )
     install_docs(app)
     # Outermost last: request id, then authentication (before anything reads the body), then the body's limits,
-    # then idempotency (which replays an answer with the replaying request's id), then the app.
+    # then idempotency (which replays an answer with the replaying request's id), then the hot reads, then the app.
+    app.add_middleware(HotReadsMiddleware)  # innermost: the plain case of the reads callers poll (app/kit/hot_reads.py)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestLimitsMiddleware)
     app.add_middleware(AuthenticationMiddleware)

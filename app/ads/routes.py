@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import uuid
 from enum import StrEnum
 from typing import Annotated
@@ -10,13 +11,14 @@ from app.ads import service
 from app.ads.errors import LINK_REFUSALS, AdNotFound
 from app.ads.schemas import AdCreate, AdPage, AdRead, SparkAdsQuota
 from app.advertisers.errors import AdvertiserNotFound
-from app.advertisers.routes import AccessibleAdvertiserId
-from app.api_keys.dependencies import CurrentCaller
+from app.advertisers.routes import ADVERTISER_ID_PATTERN, AccessibleAdvertiserId, accessible
+from app.api_keys.dependencies import CurrentCaller, caller_of
 from app.authorizations.errors import AuthorizationNotFound
 from app.kit.clock import Now
-from app.kit.db import DbSession, DriverConnection
+from app.kit.db import DbSession, DriverConnection, driver_connection
 from app.kit.deps import AppSettings
 from app.kit.errors import CursorInvalid, problem_responses
+from app.kit.hot_reads import HotRequest, NotPlain, hot_read
 from app.kit.pagination import PageParams, page_params
 
 router = APIRouter(tags=["ads"])
@@ -135,3 +137,20 @@ async def get_spark_ads_quota(
     return await service.quota(
         connection, tiktok_advertiser_id=tiktok_advertiser_id, identity_ads_limit=settings.identity_ads_limit
     )
+
+
+_ADVERTISER_ID = re.compile(ADVERTISER_ID_PATTERN)
+
+
+@hot_read("getSparkAdsQuota")
+async def get_spark_ads_quota_plainly(request: HotRequest) -> SparkAdsQuota:
+    """`get_spark_ads_quota`'s plain case, without FastAPI's per-request work (app.kit.hot_reads)."""
+    if not _ADVERTISER_ID.fullmatch(request.params["tiktok_advertiser_id"]):
+        raise NotPlain()
+    tiktok_advertiser_id = accessible(request.params["tiktok_advertiser_id"], caller_of(request.scope))
+    async with driver_connection(request.app.state.engine) as connection:
+        return await service.quota(
+            connection,
+            tiktok_advertiser_id=tiktok_advertiser_id,
+            identity_ads_limit=request.app.state.settings.identity_ads_limit,
+        )

@@ -13,6 +13,7 @@ from app.advertisers.schemas import (
     AdvertiserRead,
     AdvertiserUpdate,
 )
+from app.api_keys.access import Caller
 from app.api_keys.dependencies import CurrentCaller
 from app.kit.db import DbSession, Sessions
 from app.kit.deps import Secrets, TikTok
@@ -22,10 +23,15 @@ from app.kit.tiktok_problems import TIKTOK_PROBLEMS
 
 router = APIRouter(prefix="/advertisers", tags=["advertisers"])
 
-AdvertiserIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,32}$", description="TikTok's advertiser id.")]
+ADVERTISER_ID_PATTERN = r"^[0-9]{1,32}$"
+AdvertiserIdPath = Annotated[str, Path(pattern=ADVERTISER_ID_PATTERN, description="TikTok's advertiser id.")]
 
 
 async def _accessible_advertiser_id(tiktok_advertiser_id: AdvertiserIdPath, caller: CurrentCaller) -> str:
+    return accessible(tiktok_advertiser_id, caller)
+
+
+def accessible(tiktok_advertiser_id: str, caller: Caller) -> str:
     """The ad account in the path, if the calling key may touch it: else it is not found (its existence does not
     leak to a key that may not see it)."""
     if not caller.may_touch(tiktok_advertiser_id):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.types import Scope
 
 from app.api_keys.access import Caller
 from app.api_keys.middleware import CALLER
@@ -22,7 +23,12 @@ SECURITY_SCHEME: dict[str, Any] = {
 
 
 async def current_caller(request: Request) -> Caller:
-    caller: Caller | None = getattr(request.state, CALLER, None)
+    return caller_of(request.scope)
+
+
+def caller_of(scope: Scope) -> Caller:
+    """The request's caller, for what serves it without FastAPI's dependencies (app.kit.hot_reads)."""
+    caller: Caller | None = scope.get("state", {}).get(CALLER)
     if caller is None:  # a route outside /v1 asked for a caller: a mistake of this code, refused all the same
         raise NotAuthenticated("Send `Authorization: Bearer <api key>`.")
     actor.act_as(caller.api_key_id)  # every row this request writes records this key

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated
 
@@ -8,7 +9,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from app.advertisers.errors import AdvertiserNotFound
 from app.advertisers.routes import AccessibleAdvertiserId
-from app.api_keys.dependencies import CurrentCaller
+from app.api_keys.dependencies import CurrentCaller, caller_of
 from app.authorizations import batch, intake, own_posts, service, unauthorize
 from app.authorizations.errors import (
     REFUSALS,
@@ -31,11 +32,13 @@ from app.authorizations.schemas import (
     BcAuthTtPostCreate,
     OwnPostCreate,
 )
+from app.kit import clock
 from app.kit.clock import Now
 from app.kit.contract import CALLS_TIKTOK
-from app.kit.db import DriverConnection, Sessions
+from app.kit.db import DriverConnection, Sessions, driver_connection
 from app.kit.deps import AppSettings, Secrets, TikTok
 from app.kit.errors import CursorInvalid, problem_responses
+from app.kit.hot_reads import HotRequest, NotPlain, hot_read
 from app.kit.idempotency import mark_not_to_replay
 from app.kit.pagination import PageParams, page_params
 from app.kit.tiktok_problems import TIKTOK_PROBLEMS
@@ -252,3 +255,19 @@ async def get_authorization(
 ) -> AuthorizationRead:
     row = await service.read(connection, authorization_id=authorization_id, caller=caller)
     return AuthorizationRead.from_row(row, now)
+
+
+# The UUID as callers send it (hyphenated, either case); any other spelling the route takes or refuses itself.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+@hot_read("getAuthorization")
+async def get_authorization_plainly(request: HotRequest) -> AuthorizationRead:
+    """`get_authorization`'s plain case, without FastAPI's per-request work (app.kit.hot_reads)."""
+    if not _UUID.fullmatch(request.params["authorization_id"]):
+        raise NotPlain()
+    authorization_id = uuid.UUID(request.params["authorization_id"])
+    caller = caller_of(request.scope)
+    async with driver_connection(request.app.state.engine) as connection:
+        row = await service.read(connection, authorization_id=authorization_id, caller=caller)
+    return AuthorizationRead.from_row(row, clock.utcnow())

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.kit.db import DATABASE_ERROR_TYPES
-from app.kit.operations import operation
+from app.kit.operations import OPERATION_ID, operation
 from app.kit.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -139,6 +139,8 @@ class MetricsMiddleware:
 
 
 def _operation_id(scope: Scope) -> str:
+    if OPERATION_ID in scope:
+        return str(scope[OPERATION_ID])
     route = scope.get("route")
     operation_id = getattr(route, "operation_id", None)
     if operation_id:

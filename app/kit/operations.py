@@ -12,6 +12,7 @@ from typing import Any
 from starlette.types import ASGIApp
 
 API_PREFIX = "/v1"
+OPERATION_ID = "operation_id"  # in a request's scope: the operation that served it without a route (app.kit.hot_reads)
 _CACHE = "_operations_by_path"
 
 

@@ -1,23 +1,27 @@
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from app.ads.schemas import AdRead
-from app.api_keys.dependencies import CurrentCaller
+from app.api_keys.dependencies import CurrentCaller, caller_of
 from app.authorizations.models import Authorization
 from app.authorizations.schemas import AuthorizationRead
 from app.kit.contract import CALLS_TIKTOK
 from app.kit.db import DbEngine, Sessions
 from app.kit.deps import Secrets, TikTok
 from app.kit.errors import problem_responses
+from app.kit.hot_reads import HotRequest, NotPlain, hot_read
 from app.posts import service
 from app.posts.schemas import AuthorizationWithAds, DeletionSafety, PostRead
 
 router = APIRouter(prefix="/posts", tags=["posts"])
 
-ItemIdPath = Annotated[str, Path(pattern=r"^[0-9]{1,32}$", description="The TikTok post id.")]
+ITEM_ID_PATTERN = r"^[0-9]{1,32}$"
+ItemIdPath = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="The TikTok post id.")]
+_ITEM_ID = re.compile(ITEM_ID_PATTERN)
 
 
 @router.get(
@@ -53,6 +57,17 @@ async def get_deletion_safety(
         return service.deletion_safety(post, caller)
     unconfirmed = await service.confirm_ads(sessions, tiktok, box, service.ad_accounts_concerned(post))
     return service.deletion_safety(await service.verdict_view(engine, item_id=item_id), caller, unconfirmed=unconfirmed)
+
+
+@hot_read("getDeletionSafety")
+async def get_deletion_safety_plainly(request: HotRequest) -> DeletionSafety:
+    """`get_deletion_safety`'s plain case (without `confirm`), without FastAPI's per-request work
+    (app.kit.hot_reads)."""
+    if not _ITEM_ID.fullmatch(request.params["item_id"]):
+        raise NotPlain()
+    caller = caller_of(request.scope)
+    post = await service.verdict_view(request.app.state.engine, item_id=request.params["item_id"])
+    return service.deletion_safety(post, caller)
 
 
 @router.get(

@@ -44,8 +44,10 @@ async def test_requests_tiktok_calls_and_the_domain_are_measured(
         client = started.client
         before = await _scrape(client)
         await register_advertiser(client)
-        assert (await apply(client, "#SBX+video/30d=")).status_code == 201
+        applied = await apply(client, "#SBX+video/30d=")
+        assert applied.status_code == 201
         assert (await client.get("/v1/advertisers")).status_code == 200
+        assert (await client.get(f"/v1/authorizations/{applied.json()['id']}")).status_code == 200  # a hot read
         assert (await client.get("/v1/advertisers", headers={"Authorization": "Bearer nope"})).status_code == 401
         await metrics.refresh(started.app.state.engine, reconcile_period_seconds=3600)
         after = await _scrape(client)
@@ -58,6 +60,7 @@ async def test_requests_tiktok_calls_and_the_domain_are_measured(
     # Refused by the authentication middleware, before routing: still counted under its operation.
     assert grew(requests, operation="listAdvertisers", method="GET", status="401") == 1
     assert grew(requests, operation="applyAuthorizationCode", method="POST", status="201") == 1
+    assert grew(requests, operation="getAuthorization", method="GET", status="200") == 1
     calls = "spark_tiktok_call_duration_seconds_count"
     assert grew(calls, endpoint="tt_video/authorize/", outcome="ok") == 1
     assert grew(calls, endpoint="tt_video/info/", outcome="ok") == 1
