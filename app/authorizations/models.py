@@ -78,6 +78,12 @@ class Authorization(IdMixin, TimestampMixin, WrittenByMixin, Base):
         Index(None, "advertiser_id", "auth_code_fingerprint"),
         Index(None, "advertiser_id", "created_at", "id"),
         Index(None, "item_id"),
+        # With the one above, what a post's verdict and read look for: its own rows, and its Duets'/Stitches'.
+        Index(
+            "ix_authorizations_original_item_id",
+            "original_item_id",
+            postgresql_where=text("original_item_id IS NOT NULL"),
+        ),
         # What `settle` looks for: rows whose outcome on TikTok is not known yet.
         Index(
             "ix_authorizations_unsettled",

@@ -172,6 +172,17 @@ class TestDeletionSafety:
     async def test_an_item_id_that_is_not_one_is_422(self, client: httpx.AsyncClient, item_id: str) -> None:
         assert_problem(await _verdict(client, item_id), 422, "request_invalid")
 
+    async def test_a_posts_rows_are_found_by_index_not_by_reading_every_authorization(self, db: AsyncEngine) -> None:
+        """The verdict and the post's read look for the post's rows and its Duets'/Stitches' (migration 0010)."""
+        async with db.connect() as connection:
+            await connection.execute(text("SET enable_seqscan = off"))
+            rows = await connection.execute(
+                text("EXPLAIN SELECT id FROM authorizations WHERE item_id = '7' OR original_item_id = '7'")
+            )
+            plan = "\n".join(row[0] for row in rows)
+        assert "ix_authorizations_item_id" in plan
+        assert "ix_authorizations_original_item_id" in plan, plan
+
 
 class TestPost:
     async def test_every_authorization_and_ad_across_ad_accounts_with_the_history(
