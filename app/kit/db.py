@@ -9,8 +9,7 @@
   and hold no connection while TikTok answers, so slow TikTok calls can never exhaust the pool.
 - `DriverConnection` (and `driver_connection`, `DriverStatement`): a connection of the same pool as asyncpg's own,
   for the reads callers poll (one authorization, the list, the quota, the deletion verdict) and the rate budget's
-  turns: statements written with SQLAlchemy and compiled once, no ORM and no SQLAlchemy work per request. The
-  deletion verdict, whose statements must share one snapshot, opens its own transaction there.
+  turns: statements written with SQLAlchemy and compiled once, no ORM and no SQLAlchemy work per request.
 
 When Postgres cannot be reached, `is_database_unavailable` says so and the request is answered 503.
 """
