@@ -72,6 +72,8 @@ class FairQueue(AsyncAdaptedQueue[_T], Generic[_T]):
 
 class FairQueuePool(AsyncAdaptedQueuePool):
     _queue_class: Any = FairQueue
+    # Its log lines under SQLAlchemy's logger, with the rest of the pool's (WARNING unless configured otherwise).
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.FairQueuePool"
 
     def waiting(self) -> int:
         """Requests waiting for a connection now."""
