@@ -101,23 +101,21 @@ class HotReadsMiddleware:
         else:
             await self.app(scope, receive, send)
             return
+        scope[OPERATION_ID] = read.operation_id  # the same operation, whoever serves it (metrics' label)
         try:
             model = await read.handler(HotRequest(scope["app"], scope, match.groupdict()))
         except NotPlain:
             await self.app(scope, receive, send)
             return
         except ProblemError as error:
-            scope[OPERATION_ID] = read.operation_id
             await answer(error, path)(scope, receive, send)
             return
         except DATABASE_ERROR_TYPES as exc:
             outage = outage_answer(exc, path)
             if outage is None:
                 raise
-            scope[OPERATION_ID] = read.operation_id
             await outage(scope, receive, send)
             return
-        scope[OPERATION_ID] = read.operation_id
         body = _json(model)
         await send(
             {
